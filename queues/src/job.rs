@@ -1,0 +1,70 @@
+//! The typed job messages. The JSON form is what travels on the queue.
+
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Job {
+    /// Deletes what has outlived its use: expired sessions, old webhook ids,
+    /// old finished job rows.
+    Sweep,
+    /// Reads each OpenAI-compatible upstream's model list into the KV cache.
+    RefreshModels,
+}
+
+impl Job {
+    pub fn type_name(&self) -> &'static str {
+        match self {
+            Job::Sweep => "sweep",
+            Job::RefreshModels => "refresh_models",
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Trigger {
+    Cron,
+    Admin,
+    System,
+}
+
+impl Trigger {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Trigger::Cron => "cron",
+            Trigger::Admin => "admin",
+            Trigger::System => "system",
+        }
+    }
+}
+
+/// What is put on the queue: the job plus the id its history row is kept under.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobEnvelope {
+    pub job_id: String,
+    pub trigger: Trigger,
+    pub enqueued_at_ms: i64,
+    pub job: Job,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn wire_form_is_tagged() {
+        let env = JobEnvelope { job_id: "job_1".into(), trigger: Trigger::Admin, enqueued_at_ms: 5, job: Job::RefreshModels };
+        let v = serde_json::to_value(&env).unwrap_or_default();
+        assert_eq!(v["job"]["type"], "refresh_models");
+        assert_eq!(v["trigger"], "admin");
+        let back: Result<JobEnvelope, _> = serde_json::from_value(v);
+        assert_eq!(back.ok(), Some(env));
+    }
+
+    #[test]
+    fn unknown_type_is_refused() {
+        let r: Result<Job, _> = serde_json::from_str(r#"{"type":"mine_bitcoin"}"#);
+        assert!(r.is_err());
+    }
+}

@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# The end-to-end suite: build the Worker once, start the fakes and the Worker
+# in workerd on free ports with fresh state, run the Rust end-to-end tests
+# against them, tear down by process group. Prints the Worker's log on failure.
+set -euo pipefail
+source "$(dirname "$0")/stack.sh"
+cd "$ROOT"
+
+STATE="$(mktemp -d "${TMPDIR:-/tmp}/dex-e2e.XXXXXX")"
+status=1
+finish() {
+  stack_stop
+  if [ "$status" -ne 0 ]; then
+    echo "---- worker log ($STATE/worker.log) ----" >&2
+    tail -n 300 "$STATE/worker.log" >&2 2>/dev/null || true
+    echo "---- fakes log ----" >&2
+    tail -n 50 "$STATE/fakes.log" >&2 2>/dev/null || true
+  else
+    rm -rf "$STATE"
+  fi
+}
+trap finish EXIT
+
+if [ "${DEX_WORKER_BUILT:-}" != "1" ]; then
+  stack_log "building the Worker"
+  bash scripts/build-worker.sh
+fi
+# Test binaries build before the stack starts, so their compile time does not
+# run against the stack's clock.
+cargo test -q -p dex-edge-tests --no-run
+
+DEX_SKIP_BUILD=1 stack_start "$(free_port)" "$(free_port)" "$STATE/persist" "$STATE" 0
+
+export DEX_STACK_JSON="$STATE/stack.json"
+cargo test -p dex-edge-tests --test e2e -- --test-threads 4
+# Last, with every other request made: nothing secret reached the Worker's log.
+cargo test -p dex-edge-tests --test log_hygiene
+status=0

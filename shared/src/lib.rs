@@ -1,0 +1,16 @@
+//! The platform-independent core of Dex Edge.
+//!
+//! Nothing here imports the Workers runtime, so all of it tests natively in
+//! milliseconds. The Worker (`workers/edge`) parses and authorises requests,
+//! calls into these modules and maps their results to responses.
+
+pub mod accounts;
+pub mod error;
+pub mod keys;
+pub mod log;
+pub mod money;
+pub mod openapi;
+pub mod password;
+pub mod ratelimit;
+pub mod routes;
+pub mod time;

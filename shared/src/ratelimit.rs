@@ -1,0 +1,158 @@
+//! Token-bucket arithmetic for the per-key limiter (`LIMITER` Durable Object).
+//!
+//! Integer milli-tokens and milliseconds only, so refill never drifts. The
+//! Durable Object holds one bucket per key and applies [`TokenBucket::take`]
+//! serially, which is what makes the limit exact however many Worker
+//! isolates serve the key.
+
+use serde::{Deserialize, Serialize};
+
+const MILLI: i64 = 1_000;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BucketRule {
+    /// Sustained rate: tokens added per minute.
+    pub per_minute: u32,
+    /// Bucket size: how many requests may arrive at once.
+    pub burst: u32,
+}
+
+impl BucketRule {
+    /// 60 requests per minute, burst 10 (the Dexto gateway's default).
+    pub const DEFAULT_REQUESTS: BucketRule = BucketRule { per_minute: 60, burst: 10 };
+
+    pub fn is_valid(&self) -> bool {
+        self.per_minute > 0 && self.burst > 0
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenBucket {
+    /// Current level in milli-tokens.
+    pub level_milli: i64,
+    pub updated_ms: i64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Decision {
+    pub allowed: bool,
+    pub limit: u32,
+    /// Whole tokens left after this decision.
+    pub remaining: u32,
+    /// Milliseconds until the bucket is full again.
+    pub reset_ms: i64,
+    /// When refused: milliseconds until `cost` tokens are available.
+    pub retry_after_ms: i64,
+}
+
+impl Decision {
+    /// `Retry-After` in whole seconds, never 0 for a refusal.
+    pub fn retry_after_secs(&self) -> u64 {
+        ((self.retry_after_ms.max(1) + 999) / 1000) as u64
+    }
+}
+
+impl TokenBucket {
+    pub fn full(rule: BucketRule, now_ms: i64) -> Self {
+        Self { level_milli: rule.burst as i64 * MILLI, updated_ms: now_ms }
+    }
+
+    fn refill(&mut self, rule: BucketRule, now_ms: i64) {
+        let elapsed = (now_ms - self.updated_ms).max(0);
+        // per_minute tokens per 60_000 ms = per_minute milli-tokens per 60 ms.
+        let added = elapsed.saturating_mul(rule.per_minute as i64) / 60;
+        let cap = rule.burst as i64 * MILLI;
+        self.level_milli = (self.level_milli.saturating_add(added)).min(cap);
+        // Clocks can step backwards between isolates; never move time back.
+        self.updated_ms = self.updated_ms.max(now_ms);
+    }
+
+    fn ms_to_gain(rule: BucketRule, milli: i64) -> i64 {
+        if milli <= 0 {
+            return 0;
+        }
+        // Inverse of refill, rounded up so a retry at that time succeeds.
+        (milli * 60 + rule.per_minute as i64 - 1) / rule.per_minute as i64
+    }
+
+    /// Takes `cost` tokens if there are enough; otherwise leaves the bucket as it is.
+    pub fn take(&mut self, rule: BucketRule, now_ms: i64, cost: u32) -> Decision {
+        self.refill(rule, now_ms);
+        let cost_milli = cost as i64 * MILLI;
+        let cap = rule.burst as i64 * MILLI;
+        let allowed = cost_milli <= self.level_milli;
+        if allowed {
+            self.level_milli -= cost_milli;
+        }
+        Decision {
+            allowed,
+            limit: rule.per_minute,
+            remaining: (self.level_milli / MILLI).max(0) as u32,
+            reset_ms: Self::ms_to_gain(rule, cap - self.level_milli),
+            retry_after_ms: if allowed { 0 } else { Self::ms_to_gain(rule, cost_milli - self.level_milli) },
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const RULE: BucketRule = BucketRule::DEFAULT_REQUESTS;
+
+    #[test]
+    fn burst_then_refuse_then_refill() {
+        let mut b = TokenBucket::full(RULE, 0);
+        for i in 0..10 {
+            let d = b.take(RULE, 0, 1);
+            assert!(d.allowed, "request {i}");
+            assert_eq!(d.remaining, 9 - i);
+        }
+        let refused = b.take(RULE, 0, 1);
+        assert!(!refused.allowed);
+        assert_eq!(refused.retry_after_ms, 1_000);
+        assert_eq!(refused.retry_after_secs(), 1);
+        // One second later exactly one more fits.
+        assert!(b.take(RULE, 1_000, 1).allowed);
+        assert!(!b.take(RULE, 1_000, 1).allowed);
+    }
+
+    #[test]
+    fn sustained_rate_is_per_minute() {
+        let mut b = TokenBucket::full(RULE, 0);
+        let mut allowed = 0;
+        // One request every 100 ms for a minute: burst 10 plus 60 refilled.
+        for t in (0..60_000).step_by(100) {
+            if b.take(RULE, t, 1).allowed {
+                allowed += 1;
+            }
+        }
+        assert!((69..=70).contains(&allowed), "{allowed}");
+    }
+
+    #[test]
+    fn never_exceeds_burst_after_idle() {
+        let mut b = TokenBucket::full(RULE, 0);
+        b.take(RULE, 0, 5);
+        let d = b.take(RULE, 3_600_000, 0);
+        assert_eq!(d.remaining, 10);
+        assert_eq!(d.reset_ms, 0);
+    }
+
+    #[test]
+    fn clock_going_backwards_adds_nothing() {
+        let mut b = TokenBucket::full(RULE, 10_000);
+        for _ in 0..10 {
+            b.take(RULE, 10_000, 1);
+        }
+        assert!(!b.take(RULE, 5_000, 1).allowed);
+    }
+
+    #[test]
+    fn refused_take_costs_nothing() {
+        let mut b = TokenBucket::full(RULE, 0);
+        let d = b.take(RULE, 0, 11);
+        assert!(!d.allowed);
+        assert_eq!(d.remaining, 10);
+    }
+}

@@ -1,0 +1,176 @@
+//! Every route the Worker answers, in one table.
+//!
+//! The Worker's router maps each [`RouteId`] to its handler with an exhaustive
+//! `match`, so a route cannot exist without a handler; the OpenAPI test below
+//! checks that the published document names every route here.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum RouteId {
+    Health,
+    OpenApi,
+    AdminBootstrap,
+    AdminCreateAccount,
+    AdminGetAccount,
+    AdminCreditAccount,
+    AdminListJobs,
+    AdminEnqueueJob,
+    AdminGetJob,
+    KeysValidate,
+    Me,
+}
+
+/// Who may call a route; checked by the Worker before the handler runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Access {
+    Public,
+    /// The one-time operator bootstrap secret.
+    BootstrapToken,
+    /// Any active API key.
+    ApiKey,
+    /// An API key or session of a user with the global operator role.
+    Operator,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Route {
+    pub id: RouteId,
+    pub method: &'static str,
+    pub path: &'static str,
+    pub access: Access,
+}
+
+const fn r(method: &'static str, path: &'static str, id: RouteId, access: Access) -> Route {
+    Route { id, method, path, access }
+}
+
+pub const ROUTES: &[Route] = &[
+    r("GET", "/health", RouteId::Health, Access::Public),
+    r("GET", "/openapi.json", RouteId::OpenApi, Access::Public),
+    r("GET", "/keys/validate", RouteId::KeysValidate, Access::ApiKey),
+    r("GET", "/v1/me", RouteId::Me, Access::ApiKey),
+    r("POST", "/v1/admin/bootstrap", RouteId::AdminBootstrap, Access::BootstrapToken),
+    r("POST", "/v1/admin/accounts", RouteId::AdminCreateAccount, Access::Operator),
+    r("GET", "/v1/admin/accounts/:id", RouteId::AdminGetAccount, Access::Operator),
+    r("POST", "/v1/admin/accounts/:id/credits", RouteId::AdminCreditAccount, Access::Operator),
+    r("GET", "/v1/admin/jobs", RouteId::AdminListJobs, Access::Operator),
+    r("POST", "/v1/admin/jobs", RouteId::AdminEnqueueJob, Access::Operator),
+    r("GET", "/v1/admin/jobs/:id", RouteId::AdminGetJob, Access::Operator),
+];
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Params(Vec<(&'static str, String)>);
+
+impl Params {
+    pub fn get(&self, name: &str) -> Option<&str> {
+        self.0.iter().find(|(k, _)| *k == name).map(|(_, v)| v.as_str())
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum RouteMatch {
+    Found(&'static Route, Params),
+    /// The path exists but not for this method; the allowed methods.
+    MethodNotAllowed(Vec<&'static str>),
+    NotFound,
+}
+
+fn match_path(pattern: &'static str, path: &str) -> Option<Params> {
+    let mut params = Vec::new();
+    let mut pat = pattern.split('/');
+    let mut got = path.split('/');
+    loop {
+        match (pat.next(), got.next()) {
+            (None, None) => return Some(Params(params)),
+            (Some(p), Some(g)) => {
+                if let Some(name) = p.strip_prefix(':') {
+                    if g.is_empty() {
+                        return None;
+                    }
+                    params.push((name, g.to_string()));
+                } else if p != g {
+                    return None;
+                }
+            }
+            _ => return None,
+        }
+    }
+}
+
+/// Finds the route for a request. `HEAD` is answered by `GET` routes.
+pub fn match_route(method: &str, path: &str) -> RouteMatch {
+    // A trailing slash names the same resource.
+    let path = if path.len() > 1 { path.trim_end_matches('/') } else { path };
+    let lookup = if method == "HEAD" { "GET" } else { method };
+    let mut allowed = Vec::new();
+    for route in ROUTES {
+        if let Some(params) = match_path(route.path, path) {
+            if route.method == lookup {
+                return RouteMatch::Found(route, params);
+            }
+            allowed.push(route.method);
+        }
+    }
+    if allowed.is_empty() {
+        RouteMatch::NotFound
+    } else {
+        allowed.dedup();
+        RouteMatch::MethodNotAllowed(allowed)
+    }
+}
+
+/// `/v1/admin/accounts/:id` → `/v1/admin/accounts/{id}` (OpenAPI's template form).
+pub fn openapi_path(pattern: &str) -> String {
+    pattern
+        .split('/')
+        .map(|seg| match seg.strip_prefix(':') {
+            Some(name) => format!("{{{name}}}"),
+            None => seg.to_string(),
+        })
+        .collect::<Vec<_>>()
+        .join("/")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn matches_static_and_param_routes() {
+        match match_route("GET", "/v1/admin/accounts/acct_1") {
+            RouteMatch::Found(r, p) => {
+                assert_eq!(r.id, RouteId::AdminGetAccount);
+                assert_eq!(p.get("id"), Some("acct_1"));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(match_route("GET", "/health/"), RouteMatch::Found(r, _) if r.id == RouteId::Health));
+        assert!(matches!(match_route("HEAD", "/health"), RouteMatch::Found(r, _) if r.id == RouteId::Health));
+    }
+
+    #[test]
+    fn wrong_method_lists_allowed() {
+        assert_eq!(match_route("DELETE", "/health"), RouteMatch::MethodNotAllowed(vec!["GET"]));
+        assert_eq!(match_route("PUT", "/v1/admin/jobs"), RouteMatch::MethodNotAllowed(vec!["GET", "POST"]));
+    }
+
+    #[test]
+    fn unknown_and_empty_params_are_not_found() {
+        assert_eq!(match_route("GET", "/nope"), RouteMatch::NotFound);
+        assert_eq!(match_route("GET", "/v1/admin/accounts//credits"), RouteMatch::NotFound);
+        assert_eq!(match_route("GET", "/v1/admin/accounts/a/b"), RouteMatch::NotFound);
+    }
+
+    #[test]
+    fn every_route_is_unique() {
+        for (i, a) in ROUTES.iter().enumerate() {
+            for b in &ROUTES[i + 1..] {
+                assert!(!(a.method == b.method && a.path == b.path), "{} {} twice", a.method, a.path);
+            }
+        }
+    }
+
+    #[test]
+    fn openapi_path_form() {
+        assert_eq!(openapi_path("/v1/admin/accounts/:id/credits"), "/v1/admin/accounts/{id}/credits");
+    }
+}

@@ -1,0 +1,10 @@
+//! End-to-end tests against the Worker running in workerd (`wrangler dev
+//! --local`) with real local D1, KV, Durable Objects, Queues and cron, and the
+//! third-party services played by the fakes server. Started by scripts/e2e.sh.
+
+mod common;
+
+mod accounts;
+mod jobs;
+mod platform;
+mod wallet_and_limits;

@@ -1,0 +1,304 @@
+//! Test-side helpers for talking to a fakes server with any HTTP client:
+//! control-plane URLs, script bodies, the recorded-request types, an SSE
+//! splitter and the OpenAI fake's expected answers.
+//!
+//! ```
+//! use dex_edge_tests::fakes::client::{self, ScriptSpec};
+//! let body = ScriptSpec::new("openai", "/v1/chat/completions")
+//!     .status(429)
+//!     .header("retry-after", "2")
+//!     .to_json();
+//! assert_eq!(body["status"], 429);
+//! assert_eq!(client::requests_url("http://127.0.0.1:8790", Some("openai"), None),
+//!            "http://127.0.0.1:8790/__fakes/requests?provider=openai");
+//! ```
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+
+pub use super::recorder::{RecordedRequest, RecordedRequests, RequestFilter};
+pub use super::script::{ActiveScript, ScriptSpec};
+pub use super::{DEFAULT_PORT, PROVIDER_NAMES};
+
+/// OpenAI fake constants and formulas, to compute expected answers.
+pub mod openai {
+    pub use crate::fakes::openai::{
+        content_text, embedding_for, prompt_tokens, reply_text, tokens_for,
+        DEFAULT_EMBEDDING_DIMENSIONS, MODELS, QUOTE_CHARS, REPLY_PREFIX, STREAM_CHUNK_CHARS,
+        TOKENS_PER_MESSAGE, TOOL_ARGUMENTS, TOOL_CALL_ID,
+    };
+}
+
+/// Control-plane paths.
+pub const HEALTH_PATH: &str = "/__fakes/health";
+pub const REQUESTS_PATH: &str = "/__fakes/requests";
+pub const SCRIPT_PATH: &str = "/__fakes/script";
+pub const RESET_PATH: &str = "/__fakes/reset";
+
+/// Contents of the `--ready-file` written by the `fakes` binary.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ReadyFile {
+    pub url: String,
+}
+
+/// Prefix printed on stdout by the `fakes` binary, followed by the URL.
+pub const LISTENING_PREFIX: &str = "FAKES_LISTENING ";
+
+/// The URL in a `FAKES_LISTENING http://…` line.
+pub fn parse_listening_line(line: &str) -> Option<&str> {
+    line.trim().strip_prefix(LISTENING_PREFIX).map(str::trim)
+}
+
+/// Base URL of a provider on a fakes server at `base`
+/// (`provider_base("http://127.0.0.1:8790", "openrouter")` →
+/// `http://127.0.0.1:8790/openrouter/api`, OpenRouter's API root).
+pub fn provider_base(base: &str, provider: &str) -> String {
+    let base = base.trim_end_matches('/');
+    match provider {
+        "openrouter" => format!("{base}/openrouter/api"),
+        other => format!("{base}/{other}"),
+    }
+}
+
+fn encode_query_value(value: &str) -> String {
+    let mut out = String::with_capacity(value.len());
+    for b in value.bytes() {
+        match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
+                out.push(char::from(b))
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+/// `GET` URL of the recorded requests, optionally filtered.
+pub fn requests_url(base: &str, provider: Option<&str>, path: Option<&str>) -> String {
+    let base = base.trim_end_matches('/');
+    let mut query: Vec<String> = Vec::new();
+    if let Some(p) = provider {
+        query.push(format!("provider={}", encode_query_value(p)));
+    }
+    if let Some(p) = path {
+        query.push(format!("path={}", encode_query_value(p)));
+    }
+    if query.is_empty() {
+        format!("{base}{REQUESTS_PATH}")
+    } else {
+        format!("{base}{REQUESTS_PATH}?{}", query.join("&"))
+    }
+}
+
+/// `POST` (add), `GET` (list) and `DELETE` (clear) URL of the scripts.
+pub fn script_url(base: &str) -> String {
+    format!("{}{SCRIPT_PATH}", base.trim_end_matches('/'))
+}
+
+/// `POST` URL that clears both recordings and scripts.
+pub fn reset_url(base: &str) -> String {
+    format!("{}{RESET_PATH}", base.trim_end_matches('/'))
+}
+
+pub fn health_url(base: &str) -> String {
+    format!("{}{HEALTH_PATH}", base.trim_end_matches('/'))
+}
+
+/// Builder for the body of `POST /__fakes/script`.
+impl ScriptSpec {
+    /// A script for `provider` and `path` (after the provider prefix), used
+    /// once, that changes nothing until configured.
+    pub fn new(provider: &str, path: &str) -> Self {
+        Self {
+            provider: provider.to_owned(),
+            method: None,
+            path: path.to_owned(),
+            times: Some(1),
+            status: None,
+            body: None,
+            headers: Default::default(),
+            delay_ms: None,
+            chunk_delay_ms: None,
+            abort_after_chunks: None,
+            omit_usage: false,
+        }
+    }
+
+    pub fn method(mut self, method: &str) -> Self {
+        self.method = Some(method.to_ascii_uppercase());
+        self
+    }
+
+    /// Used for this many matching requests.
+    pub fn times(mut self, times: u64) -> Self {
+        self.times = Some(times).filter(|&n| n > 0);
+        self
+    }
+
+    /// Used for every matching request until the scripts are cleared.
+    pub fn forever(mut self) -> Self {
+        self.times = None;
+        self
+    }
+
+    pub fn status(mut self, status: u16) -> Self {
+        self.status = Some(status);
+        self
+    }
+
+    pub fn body(mut self, body: Value) -> Self {
+        self.body = Some(body);
+        self
+    }
+
+    pub fn header(mut self, name: &str, value: &str) -> Self {
+        self.headers
+            .insert(name.to_ascii_lowercase(), value.to_owned());
+        self
+    }
+
+    pub fn delay_ms(mut self, ms: u64) -> Self {
+        self.delay_ms = Some(ms);
+        self
+    }
+
+    pub fn chunk_delay_ms(mut self, ms: u64) -> Self {
+        self.chunk_delay_ms = Some(ms);
+        self
+    }
+
+    pub fn abort_after_chunks(mut self, chunks: u64) -> Self {
+        self.abort_after_chunks = Some(chunks);
+        self
+    }
+
+    pub fn omit_usage(mut self) -> Self {
+        self.omit_usage = true;
+        self
+    }
+
+    /// The JSON body to `POST` to [`script_url`].
+    pub fn to_json(&self) -> Value {
+        serde_json::to_value(self).unwrap_or(Value::Null)
+    }
+}
+
+/// `GET /__fakes/script` answer.
+#[derive(Debug, Clone, Deserialize)]
+pub struct ScriptList {
+    pub scripts: Vec<ListedScript>,
+}
+
+/// One entry of [`ScriptList`].
+#[derive(Debug, Clone, Deserialize)]
+pub struct ListedScript {
+    pub id: u64,
+    pub provider: String,
+    pub path: String,
+    #[serde(default)]
+    pub method: Option<String>,
+    pub remaining: Option<u64>,
+    #[serde(flatten)]
+    pub rest: serde_json::Map<String, Value>,
+}
+
+/// One event of an SSE body.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum SseEvent {
+    /// A `data:` payload (lines joined with `\n`).
+    Data(String),
+    /// `data: [DONE]`.
+    Done,
+}
+
+impl SseEvent {
+    /// The payload as JSON, for `Data`.
+    pub fn json(&self) -> Option<Value> {
+        match self {
+            SseEvent::Data(data) => serde_json::from_str(data).ok(),
+            SseEvent::Done => None,
+        }
+    }
+}
+
+/// Splits a (possibly truncated) SSE body into its complete events; a
+/// trailing event without its blank line is dropped.
+pub fn parse_sse(text: &str) -> Vec<SseEvent> {
+    let text = text.replace("\r\n", "\n");
+    let mut blocks: Vec<&str> = text.split("\n\n").collect();
+    // The last piece is whatever follows the final blank line: incomplete.
+    blocks.pop();
+    blocks
+        .into_iter()
+        .filter_map(|block| {
+            let data: Vec<&str> = block
+                .lines()
+                .filter_map(|l| l.strip_prefix("data:"))
+                .map(|l| l.strip_prefix(' ').unwrap_or(l))
+                .collect();
+            if data.is_empty() {
+                return None;
+            }
+            let data = data.join("\n");
+            Some(if data == "[DONE]" {
+                SseEvent::Done
+            } else {
+                SseEvent::Data(data)
+            })
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    #[test]
+    fn script_builder_round_trips() {
+        let spec = ScriptSpec::new("openai", "/v1/chat/completions")
+            .method("post")
+            .status(500)
+            .times(2)
+            .header("Retry-After", "1")
+            .omit_usage();
+        let v = spec.to_json();
+        assert_eq!(v["method"], "POST");
+        assert_eq!(v["times"], 2);
+        assert_eq!(v["headers"], json!({"retry-after": "1"}));
+        assert_eq!(v["omit_usage"], true);
+        let back: ScriptSpec = serde_json::from_value(v).expect("round trip");
+        assert_eq!(back, spec);
+        let forever = ScriptSpec::new("openai", "/x").forever().to_json();
+        assert_eq!(forever["times"], Value::Null);
+    }
+
+    #[test]
+    fn urls() {
+        assert_eq!(
+            requests_url("http://h:1/", Some("openai"), Some("/v1/chat/completions")),
+            "http://h:1/__fakes/requests?provider=openai&path=/v1/chat/completions"
+        );
+        assert_eq!(
+            requests_url("http://h:1", None, None),
+            "http://h:1/__fakes/requests"
+        );
+        assert_eq!(
+            provider_base("http://h:1", "openrouter"),
+            "http://h:1/openrouter/api"
+        );
+        assert_eq!(provider_base("http://h:1", "openai"), "http://h:1/openai");
+        assert_eq!(
+            parse_listening_line("FAKES_LISTENING http://127.0.0.1:5\n"),
+            Some("http://127.0.0.1:5")
+        );
+    }
+
+    #[test]
+    fn sse_split() {
+        let events = parse_sse("data: {\"a\":1}\n\ndata: [DONE]\n\ndata: {\"tr");
+        assert_eq!(events.len(), 2);
+        assert_eq!(events[0].json(), Some(json!({"a": 1})));
+        assert_eq!(events[1], SseEvent::Done);
+    }
+}

@@ -1,0 +1,6 @@
+//! Route handlers, thin: parse, call the logic, map the result.
+
+pub mod accounts;
+pub mod health;
+pub mod jobs;
+pub mod keys;
