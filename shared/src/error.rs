@@ -21,14 +21,7 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: u16, kind: &'static str, code: &'static str, message: impl Into<String>) -> Self {
-        Self {
-            status,
-            kind,
-            code,
-            message: message.into(),
-            retry_after_secs: None,
-            extra: None,
-        }
+        Self { status, kind, code, message: message.into(), retry_after_secs: None, extra: None }
     }
 
     pub fn bad_request(code: &'static str, message: impl Into<String>) -> Self {
@@ -74,12 +67,8 @@ impl ApiError {
     }
 
     pub fn rate_limited(retry_after_secs: u64) -> Self {
-        let mut e = Self::new(
-            429,
-            "rate_limit_error",
-            "rate_limit_exceeded",
-            format!("Rate limit reached. Retry after {retry_after_secs} s."),
-        );
+        let mut e =
+            Self::new(429, "rate_limit_error", "rate_limit_exceeded", format!("Rate limit reached. Retry after {retry_after_secs} s."));
         e.retry_after_secs = Some(retry_after_secs);
         e
     }

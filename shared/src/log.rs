@@ -30,9 +30,8 @@ const SECRET_FIELD_PARTS: &[&str] = &[
 ];
 
 /// Prefixes of credentials we issue or handle; a word starting with one is a secret.
-const SECRET_WORD_PREFIXES: &[&str] = &[
-    "pk_live_", "pk_test_", "sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_", "sk-", "eyJ", "xoxb-", "ghp_",
-];
+const SECRET_WORD_PREFIXES: &[&str] =
+    &["pk_live_", "pk_test_", "sk_live_", "sk_test_", "rk_live_", "rk_test_", "whsec_", "sk-", "eyJ", "xoxb-", "ghp_"];
 
 fn field_is_secret(name: &str) -> bool {
     let folded: String = name.to_ascii_lowercase().chars().filter(|c| *c != '-' && *c != '_').collect();
@@ -196,7 +195,8 @@ mod tests {
     #[test]
     fn secrets_inside_free_text_are_scrubbed() {
         let jwt = "eyJhbGciOiJIUzI1NiJ9.eyJzdWIiOiIxIn0.c2lnbmF0dXJl";
-        let s = scrub_text(&format!("failed for {KEY} with Bearer opaque123 and {jwt}, mail bob@example.com; sk-proj-abcdef and whsec_abcdef"));
+        let s =
+            scrub_text(&format!("failed for {KEY} with Bearer opaque123 and {jwt}, mail bob@example.com; sk-proj-abcdef and whsec_abcdef"));
         assert!(!s.contains(KEY), "{s}");
         assert!(!s.contains("opaque123"), "{s}");
         assert!(!s.contains(jwt), "{s}");

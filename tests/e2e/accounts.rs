@@ -8,7 +8,13 @@ use crate::common::{stack, unique};
 async fn operator_creates_an_account_whose_key_works() {
     let s = stack();
     let email = format!("Owner-{}@E2E.test", unique());
-    let a = s.post("/v1/admin/accounts", Some(&s.operator_key), json!({"email": email, "password": "e2e-password-123", "plan": "basic", "key_name": "laptop"})).await;
+    let a = s
+        .post(
+            "/v1/admin/accounts",
+            Some(&s.operator_key),
+            json!({"email": email, "password": "e2e-password-123", "plan": "basic", "key_name": "laptop"}),
+        )
+        .await;
     assert_eq!(a.status, 201, "{}", a.text);
     let key = a.body["api_key"]["key"].as_str().unwrap_or_default().to_string();
     assert!(key.starts_with("pk_live_") && key.len() >= 40, "{key}");
@@ -74,7 +80,9 @@ async fn admin_routes_need_the_operator_role() {
     let s = stack();
     let a = s.get(&format!("/v1/admin/accounts/{}", s.demo_account), Some(&s.demo_key)).await;
     a.assert_error(403, "operator_required");
-    s.post("/v1/admin/accounts", Some(&s.demo_key), json!({"email": "x@y.test", "password": "e2e-password-123"})).await.assert_error(403, "operator_required");
+    s.post("/v1/admin/accounts", Some(&s.demo_key), json!({"email": "x@y.test", "password": "e2e-password-123"}))
+        .await
+        .assert_error(403, "operator_required");
     s.get("/v1/admin/jobs", None).await.assert_error(401, "invalid_api_key");
 }
 

@@ -24,7 +24,8 @@ pub fn stack_json() -> Value {
         let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../.dev/stack.json");
         root.to_string_lossy().into_owned()
     });
-    let text = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("no stack at {path} ({e}); run `make test` (or `make dev` for the dev stack)"));
+    let text = std::fs::read_to_string(&path)
+        .unwrap_or_else(|e| panic!("no stack at {path} ({e}); run `make test` (or `make dev` for the dev stack)"));
     serde_json::from_str(&text).expect("stack.json is JSON")
 }
 
@@ -107,7 +108,10 @@ impl Stack {
         let email = format!("{label}-{}@e2e.test", unique());
         let a = self.post("/v1/admin/accounts", Some(&self.operator_key), json!({"email": email, "password": "e2e-password-123"})).await;
         assert_eq!(a.status, 201, "{}", a.text);
-        (a.body["account"]["id"].as_str().unwrap_or_default().to_string(), a.body["api_key"]["key"].as_str().unwrap_or_default().to_string())
+        (
+            a.body["account"]["id"].as_str().unwrap_or_default().to_string(),
+            a.body["api_key"]["key"].as_str().unwrap_or_default().to_string(),
+        )
     }
 
     /// Polls `GET /v1/admin/jobs/:id` until the status is one of `done`.
@@ -155,7 +159,13 @@ impl Stack {
     }
 
     pub async fn fakes_requests(&self, provider: &str, path: &str) -> Vec<Value> {
-        let r = self.http.get(format!("{}/__fakes/requests", self.fakes)).query(&[("provider", provider), ("path", path)]).send().await.expect("fakes reachable");
+        let r = self
+            .http
+            .get(format!("{}/__fakes/requests", self.fakes))
+            .query(&[("provider", provider), ("path", path)])
+            .send()
+            .await
+            .expect("fakes reachable");
         let v: Value = r.json().await.unwrap_or(Value::Null);
         v["requests"].as_array().cloned().unwrap_or_default()
     }

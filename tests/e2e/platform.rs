@@ -119,7 +119,12 @@ async fn openapi_documents_every_route_the_worker_serves() {
         // And the Worker really routes it: anything but "no route".
         let concrete = route.path.replace(":id", "x_missing");
         let a = s.send(route.method, &concrete, None, None).await;
-        assert!(!(a.status == 404 && a.body["error"]["message"].as_str().is_some_and(|m| m.starts_with("No route"))), "{} {} is not routed", route.method, route.path);
+        assert!(
+            !(a.status == 404 && a.body["error"]["message"].as_str().is_some_and(|m| m.starts_with("No route"))),
+            "{} {} is not routed",
+            route.method,
+            route.path
+        );
     }
 }
 

@@ -22,7 +22,9 @@ async fn credit_round_trips_through_the_wallet_once_per_idempotency_key() {
     assert_eq!(replay.body["applied"], false);
 
     // The same key with another amount is a conflict, not a second credit.
-    s.post(&path, Some(&s.operator_key), json!({"amount_usd": "3", "reason": "x", "idempotency_key": "adj-1"})).await.assert_error(409, "idempotency_conflict");
+    s.post(&path, Some(&s.operator_key), json!({"amount_usd": "3", "reason": "x", "idempotency_key": "adj-1"}))
+        .await
+        .assert_error(409, "idempotency_conflict");
 
     let detail = s.get(&format!("/v1/admin/accounts/{account}"), Some(&s.operator_key)).await;
     assert_eq!(detail.body["wallet"]["balance_micros"], 2_500_000);
@@ -56,7 +58,9 @@ async fn bad_credits_are_refused_and_change_nothing() {
     s.post(&path, op, json!({"amount_usd": "abc", "reason": "r", "idempotency_key": "k"})).await.assert_error(400, "invalid_amount");
     s.post(&path, op, json!({"amount_usd": "1", "reason": " ", "idempotency_key": "k"})).await.assert_error(400, "invalid_reason");
     s.post(&path, op, json!({"amount_usd": "-1", "reason": "r", "idempotency_key": "k2"})).await.assert_error(400, "insufficient_balance");
-    s.post("/v1/admin/accounts/acct_missing/credits", op, json!({"amount_usd": "1", "reason": "r", "idempotency_key": "k"})).await.assert_error(404, "not_found");
+    s.post("/v1/admin/accounts/acct_missing/credits", op, json!({"amount_usd": "1", "reason": "r", "idempotency_key": "k"}))
+        .await
+        .assert_error(404, "not_found");
     let detail = s.get(&format!("/v1/admin/accounts/{account}"), op).await;
     assert_eq!(detail.body["wallet"]["balance_micros"], 0);
     // The refused keys were not consumed: they still work.

@@ -33,23 +33,13 @@ enum Parsed {
 }
 
 fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> {
-    let mut parsed = Args {
-        port: fakes::DEFAULT_PORT,
-        ready_file: None,
-    };
+    let mut parsed = Args { port: fakes::DEFAULT_PORT, ready_file: None };
     while let Some(arg) = args.next() {
         let (flag, inline) = match arg.split_once('=') {
-            Some((flag, value)) if flag.starts_with("--") => {
-                (flag.to_owned(), Some(value.to_owned()))
-            }
+            Some((flag, value)) if flag.starts_with("--") => (flag.to_owned(), Some(value.to_owned())),
             _ => (arg.clone(), None),
         };
-        let mut value = |name: &str| {
-            inline
-                .clone()
-                .or_else(|| args.next())
-                .ok_or_else(|| format!("{name} needs a value"))
-        };
+        let mut value = |name: &str| inline.clone().or_else(|| args.next()).ok_or_else(|| format!("{name} needs a value"));
         match flag.as_str() {
             "--port" | "-p" => {
                 let v = value("--port")?;
@@ -65,10 +55,7 @@ fn parse_args(mut args: impl Iterator<Item = String>) -> Result<Parsed, String> 
 
 /// Writes the ready file atomically (temp file + rename).
 fn write_ready_file(path: &Path, url: &str) -> std::io::Result<()> {
-    let json = serde_json::to_string(&ReadyFile {
-        url: url.to_owned(),
-    })
-    .map_err(std::io::Error::other)?;
+    let json = serde_json::to_string(&ReadyFile { url: url.to_owned() }).map_err(std::io::Error::other)?;
     let mut tmp = path.as_os_str().to_owned();
     tmp.push(".tmp");
     let tmp = PathBuf::from(tmp);
@@ -142,11 +129,7 @@ async fn main() -> ExitCode {
 
     let stop = Arc::new(Notify::new());
     let stop_server = Arc::clone(&stop);
-    let mut server = tokio::spawn(fakes::serve_with(
-        listener,
-        FakesConfig::default(),
-        async move { stop_server.notified().await },
-    ));
+    let mut server = tokio::spawn(fakes::serve_with(listener, FakesConfig::default(), async move { stop_server.notified().await }));
     tokio::select! {
         result = &mut server => return exit_code(result),
         () = shutdown_signal() => {}

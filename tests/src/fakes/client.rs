@@ -23,9 +23,8 @@ pub use super::{DEFAULT_PORT, PROVIDER_NAMES};
 /// OpenAI fake constants and formulas, to compute expected answers.
 pub mod openai {
     pub use crate::fakes::openai::{
-        content_text, embedding_for, prompt_tokens, reply_text, tokens_for,
-        DEFAULT_EMBEDDING_DIMENSIONS, MODELS, QUOTE_CHARS, REPLY_PREFIX, STREAM_CHUNK_CHARS,
-        TOKENS_PER_MESSAGE, TOOL_ARGUMENTS, TOOL_CALL_ID,
+        content_text, embedding_for, prompt_tokens, reply_text, tokens_for, DEFAULT_EMBEDDING_DIMENSIONS, MODELS, QUOTE_CHARS,
+        REPLY_PREFIX, STREAM_CHUNK_CHARS, TOKENS_PER_MESSAGE, TOOL_ARGUMENTS, TOOL_CALL_ID,
     };
 }
 
@@ -64,9 +63,7 @@ fn encode_query_value(value: &str) -> String {
     let mut out = String::with_capacity(value.len());
     for b in value.bytes() {
         match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => {
-                out.push(char::from(b))
-            }
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'~' | b'/' => out.push(char::from(b)),
             _ => out.push_str(&format!("%{b:02X}")),
         }
     }
@@ -152,8 +149,7 @@ impl ScriptSpec {
     }
 
     pub fn header(mut self, name: &str, value: &str) -> Self {
-        self.headers
-            .insert(name.to_ascii_lowercase(), value.to_owned());
+        self.headers.insert(name.to_ascii_lowercase(), value.to_owned());
         self
     }
 
@@ -231,20 +227,12 @@ pub fn parse_sse(text: &str) -> Vec<SseEvent> {
     blocks
         .into_iter()
         .filter_map(|block| {
-            let data: Vec<&str> = block
-                .lines()
-                .filter_map(|l| l.strip_prefix("data:"))
-                .map(|l| l.strip_prefix(' ').unwrap_or(l))
-                .collect();
+            let data: Vec<&str> = block.lines().filter_map(|l| l.strip_prefix("data:")).map(|l| l.strip_prefix(' ').unwrap_or(l)).collect();
             if data.is_empty() {
                 return None;
             }
             let data = data.join("\n");
-            Some(if data == "[DONE]" {
-                SseEvent::Done
-            } else {
-                SseEvent::Data(data)
-            })
+            Some(if data == "[DONE]" { SseEvent::Done } else { SseEvent::Data(data) })
         })
         .collect()
 }
@@ -256,12 +244,8 @@ mod tests {
 
     #[test]
     fn script_builder_round_trips() {
-        let spec = ScriptSpec::new("openai", "/v1/chat/completions")
-            .method("post")
-            .status(500)
-            .times(2)
-            .header("Retry-After", "1")
-            .omit_usage();
+        let spec =
+            ScriptSpec::new("openai", "/v1/chat/completions").method("post").status(500).times(2).header("Retry-After", "1").omit_usage();
         let v = spec.to_json();
         assert_eq!(v["method"], "POST");
         assert_eq!(v["times"], 2);
@@ -279,19 +263,10 @@ mod tests {
             requests_url("http://h:1/", Some("openai"), Some("/v1/chat/completions")),
             "http://h:1/__fakes/requests?provider=openai&path=/v1/chat/completions"
         );
-        assert_eq!(
-            requests_url("http://h:1", None, None),
-            "http://h:1/__fakes/requests"
-        );
-        assert_eq!(
-            provider_base("http://h:1", "openrouter"),
-            "http://h:1/openrouter/api"
-        );
+        assert_eq!(requests_url("http://h:1", None, None), "http://h:1/__fakes/requests");
+        assert_eq!(provider_base("http://h:1", "openrouter"), "http://h:1/openrouter/api");
         assert_eq!(provider_base("http://h:1", "openai"), "http://h:1/openai");
-        assert_eq!(
-            parse_listening_line("FAKES_LISTENING http://127.0.0.1:5\n"),
-            Some("http://127.0.0.1:5")
-        );
+        assert_eq!(parse_listening_line("FAKES_LISTENING http://127.0.0.1:5\n"), Some("http://127.0.0.1:5"));
     }
 
     #[test]

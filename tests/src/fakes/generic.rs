@@ -26,16 +26,7 @@ async fn not_found() -> Response {
 /// and a snake_case type (`429` → `"too_many_requests"`).
 pub fn error_body(status: StatusCode) -> Value {
     let reason = status.canonical_reason().unwrap_or("error");
-    let kind: String = reason
-        .chars()
-        .map(|c| {
-            if c.is_ascii_alphanumeric() {
-                c.to_ascii_lowercase()
-            } else {
-                '_'
-            }
-        })
-        .collect();
+    let kind: String = reason.chars().map(|c| if c.is_ascii_alphanumeric() { c.to_ascii_lowercase() } else { '_' }).collect();
     json!({"error": {"message": reason.to_ascii_lowercase(), "type": kind}})
 }
 
@@ -49,9 +40,6 @@ mod tests {
             error_body(StatusCode::TOO_MANY_REQUESTS),
             json!({"error": {"message": "too many requests", "type": "too_many_requests"}})
         );
-        assert_eq!(
-            error_body(StatusCode::NOT_FOUND),
-            json!({"error": {"message": "not found", "type": "not_found"}})
-        );
+        assert_eq!(error_body(StatusCode::NOT_FOUND), json!({"error": {"message": "not found", "type": "not_found"}}));
     }
 }

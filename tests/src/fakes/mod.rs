@@ -60,16 +60,9 @@ pub struct ProviderSpec {
     pub request_id_header: Option<&'static str>,
 }
 
-pub static OPENAI: ProviderSpec = ProviderSpec {
-    name: "openai",
-    error_body: openai::error_body,
-    request_id_header: Some("x-request-id"),
-};
-pub static OPENROUTER: ProviderSpec = ProviderSpec {
-    name: "openrouter",
-    error_body: openai::error_body,
-    request_id_header: Some("x-request-id"),
-};
+pub static OPENAI: ProviderSpec = ProviderSpec { name: "openai", error_body: openai::error_body, request_id_header: Some("x-request-id") };
+pub static OPENROUTER: ProviderSpec =
+    ProviderSpec { name: "openrouter", error_body: openai::error_body, request_id_header: Some("x-request-id") };
 pub static ANTHROPIC: ProviderSpec = generic_spec("anthropic");
 pub static STRIPE: ProviderSpec = generic_spec("stripe");
 pub static TWILIO: ProviderSpec = generic_spec("twilio");
@@ -80,40 +73,16 @@ pub static DOMAINS: ProviderSpec = generic_spec("domains");
 pub static WARMUP: ProviderSpec = generic_spec("warmup");
 
 const fn generic_spec(name: &'static str) -> ProviderSpec {
-    ProviderSpec {
-        name,
-        error_body: generic::error_body,
-        request_id_header: None,
-    }
+    ProviderSpec { name, error_body: generic::error_body, request_id_header: None }
 }
 
 /// Every provider, in the order of [`PROVIDER_NAMES`].
-pub static PROVIDERS: [&ProviderSpec; 10] = [
-    &OPENAI,
-    &ANTHROPIC,
-    &OPENROUTER,
-    &STRIPE,
-    &TWILIO,
-    &TELNYX,
-    &GOOGLE,
-    &SIGNAL,
-    &DOMAINS,
-    &WARMUP,
-];
+pub static PROVIDERS: [&ProviderSpec; 10] =
+    [&OPENAI, &ANTHROPIC, &OPENROUTER, &STRIPE, &TWILIO, &TELNYX, &GOOGLE, &SIGNAL, &DOMAINS, &WARMUP];
 
 /// Names accepted as `provider` by the control plane.
-pub const PROVIDER_NAMES: [&str; 10] = [
-    "openai",
-    "anthropic",
-    "openrouter",
-    "stripe",
-    "twilio",
-    "telnyx",
-    "google",
-    "signal",
-    "domains",
-    "warmup",
-];
+pub const PROVIDER_NAMES: [&str; 10] =
+    ["openai", "anthropic", "openrouter", "stripe", "twilio", "telnyx", "google", "signal", "domains", "warmup"];
 
 /// The provider of that name, if any.
 pub fn provider(name: &str) -> Option<&'static ProviderSpec> {
@@ -131,61 +100,17 @@ pub struct Mount {
 /// Path prefixes. `/openrouter/api` (OpenRouter's OpenAI-compatible API)
 /// takes precedence over the catch-all `/openrouter`.
 pub static MOUNTS: [Mount; 11] = [
-    Mount {
-        prefix: "/openai",
-        provider: &OPENAI,
-        routes: openai::routes,
-    },
-    Mount {
-        prefix: "/openrouter/api",
-        provider: &OPENROUTER,
-        routes: openai::routes,
-    },
-    Mount {
-        prefix: "/openrouter",
-        provider: &OPENROUTER,
-        routes: openai::unknown_url_routes,
-    },
-    Mount {
-        prefix: "/anthropic",
-        provider: &ANTHROPIC,
-        routes: generic::routes,
-    },
-    Mount {
-        prefix: "/stripe",
-        provider: &STRIPE,
-        routes: generic::routes,
-    },
-    Mount {
-        prefix: "/twilio",
-        provider: &TWILIO,
-        routes: generic::routes,
-    },
-    Mount {
-        prefix: "/telnyx",
-        provider: &TELNYX,
-        routes: generic::routes,
-    },
-    Mount {
-        prefix: "/google",
-        provider: &GOOGLE,
-        routes: generic::routes,
-    },
-    Mount {
-        prefix: "/signal",
-        provider: &SIGNAL,
-        routes: generic::routes,
-    },
-    Mount {
-        prefix: "/domains",
-        provider: &DOMAINS,
-        routes: generic::routes,
-    },
-    Mount {
-        prefix: "/warmup",
-        provider: &WARMUP,
-        routes: generic::routes,
-    },
+    Mount { prefix: "/openai", provider: &OPENAI, routes: openai::routes },
+    Mount { prefix: "/openrouter/api", provider: &OPENROUTER, routes: openai::routes },
+    Mount { prefix: "/openrouter", provider: &OPENROUTER, routes: openai::unknown_url_routes },
+    Mount { prefix: "/anthropic", provider: &ANTHROPIC, routes: generic::routes },
+    Mount { prefix: "/stripe", provider: &STRIPE, routes: generic::routes },
+    Mount { prefix: "/twilio", provider: &TWILIO, routes: generic::routes },
+    Mount { prefix: "/telnyx", provider: &TELNYX, routes: generic::routes },
+    Mount { prefix: "/google", provider: &GOOGLE, routes: generic::routes },
+    Mount { prefix: "/signal", provider: &SIGNAL, routes: generic::routes },
+    Mount { prefix: "/domains", provider: &DOMAINS, routes: generic::routes },
+    Mount { prefix: "/warmup", provider: &WARMUP, routes: generic::routes },
 ];
 
 /// Shared state of one fakes server.
@@ -228,22 +153,11 @@ pub fn router(config: FakesConfig) -> Router {
     let state = AppState::default();
     let mut app = Router::new()
         .route("/__fakes/health", get(health))
-        .route(
-            "/__fakes/requests",
-            get(recorder::list_handler).delete(recorder::clear_handler),
-        )
-        .route(
-            "/__fakes/script",
-            get(script::list_handler)
-                .post(script::add_handler)
-                .delete(script::clear_handler),
-        )
+        .route("/__fakes/requests", get(recorder::list_handler).delete(recorder::clear_handler))
+        .route("/__fakes/script", get(script::list_handler).post(script::add_handler).delete(script::clear_handler))
         .route("/__fakes/reset", post(reset));
     for mount in &MOUNTS {
-        let ctx = ProviderCtx {
-            state: state.clone(),
-            provider: mount.provider,
-        };
+        let ctx = ProviderCtx { state: state.clone(), provider: mount.provider };
         let provider_app = (mount.routes)()
             .layer(from_fn_with_state(ctx.clone(), script::middleware))
             .layer(from_fn_with_state(ctx, recorder::middleware));
@@ -263,17 +177,11 @@ pub async fn serve(listener: TcpListener) -> io::Result<()> {
 
 /// Serves the fakes on `listener` until `shutdown` completes, then lets the
 /// open requests finish.
-pub async fn serve_with<F>(
-    listener: TcpListener,
-    config: FakesConfig,
-    shutdown: F,
-) -> io::Result<()>
+pub async fn serve_with<F>(listener: TcpListener, config: FakesConfig, shutdown: F) -> io::Result<()>
 where
     F: Future<Output = ()> + Send + 'static,
 {
-    axum::serve(listener, router(config))
-        .with_graceful_shutdown(shutdown)
-        .await
+    axum::serve(listener, router(config)).with_graceful_shutdown(shutdown).await
 }
 
 /// A fakes server running inside the current tokio runtime.
@@ -297,10 +205,7 @@ impl RunningFakes {
             let _ = tx.send(());
         }
         if let Some(mut task) = self.task.take() {
-            if tokio::time::timeout(Duration::from_secs(2), &mut task)
-                .await
-                .is_err()
-            {
+            if tokio::time::timeout(Duration::from_secs(2), &mut task).await.is_err() {
                 task.abort();
             }
         }
@@ -324,21 +229,13 @@ pub async fn spawn(config: FakesConfig) -> io::Result<RunningFakes> {
     let task = tokio::spawn(serve_with(listener, config, async move {
         let _ = rx.await;
     }));
-    Ok(RunningFakes {
-        url: format!("http://{addr}"),
-        addr,
-        shutdown: Some(tx),
-        task: Some(task),
-    })
+    Ok(RunningFakes { url: format!("http://{addr}"), addr, shutdown: Some(tx), task: Some(task) })
 }
 
 // ----------------------------------------------------------------- helpers
 
 pub(crate) fn now_ms() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX))
-        .unwrap_or(0)
+    SystemTime::now().duration_since(UNIX_EPOCH).map(|d| u64::try_from(d.as_millis()).unwrap_or(u64::MAX)).unwrap_or(0)
 }
 
 pub(crate) fn now_secs() -> u64 {

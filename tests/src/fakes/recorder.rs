@@ -49,9 +49,7 @@ pub struct RecordedRequest {
 impl RecordedRequest {
     /// A header's value by (case-insensitive) name.
     pub fn header(&self, name: &str) -> Option<&str> {
-        self.headers
-            .get(&name.to_ascii_lowercase())
-            .map(String::as_str)
+        self.headers.get(&name.to_ascii_lowercase()).map(String::as_str)
     }
 
     /// The body parsed as JSON, if it is JSON.
@@ -81,10 +79,7 @@ impl RequestFilter {
     fn matches(&self, r: &RecordedRequest) -> bool {
         self.provider.as_deref().is_none_or(|p| p == r.provider)
             && self.path.as_deref().is_none_or(|p| p == r.path)
-            && self
-                .method
-                .as_deref()
-                .is_none_or(|m| m.eq_ignore_ascii_case(&r.method))
+            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(&r.method))
     }
 }
 
@@ -97,9 +92,7 @@ pub struct Recorder {
 
 impl Recorder {
     fn lock(&self) -> MutexGuard<'_, VecDeque<RecordedRequest>> {
-        self.requests
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.requests.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Next `seq`, starting at 1.
@@ -117,12 +110,7 @@ impl Recorder {
 
     /// Recorded requests matching `filter`, in arrival order.
     pub fn list(&self, filter: &RequestFilter) -> Vec<RecordedRequest> {
-        let mut out: Vec<RecordedRequest> = self
-            .lock()
-            .iter()
-            .filter(|r| filter.matches(r))
-            .cloned()
-            .collect();
+        let mut out: Vec<RecordedRequest> = self.lock().iter().filter(|r| filter.matches(r)).cloned().collect();
         out.sort_by_key(|r| r.seq);
         out
     }
@@ -148,12 +136,7 @@ pub(crate) fn headers_map(headers: &HeaderMap) -> BTreeMap<String, String> {
 
 /// Records the request (path relative to the mount), then hands it on with
 /// a [`RequestInfo`] extension.
-pub(crate) async fn middleware(
-    State(ctx): State<ProviderCtx>,
-    OriginalUri(original): OriginalUri,
-    req: Request,
-    next: Next,
-) -> Response {
+pub(crate) async fn middleware(State(ctx): State<ProviderCtx>, OriginalUri(original): OriginalUri, req: Request, next: Next) -> Response {
     let seq = ctx.state.recorder.next_seq();
     let received_at_ms = now_ms();
     let (mut parts, body) = req.into_parts();
@@ -173,24 +156,12 @@ pub(crate) async fn middleware(
         received_at_ms,
     });
     if too_large {
-        return (
-            StatusCode::PAYLOAD_TOO_LARGE,
-            Json((ctx.provider.error_body)(StatusCode::PAYLOAD_TOO_LARGE)),
-        )
-            .into_response();
+        return (StatusCode::PAYLOAD_TOO_LARGE, Json((ctx.provider.error_body)(StatusCode::PAYLOAD_TOO_LARGE))).into_response();
     }
-    parts.extensions.insert(RequestInfo {
-        seq,
-        provider: ctx.provider,
-    });
-    let mut response = next
-        .run(Request::from_parts(parts, Body::from(bytes)))
-        .await;
+    parts.extensions.insert(RequestInfo { seq, provider: ctx.provider });
+    let mut response = next.run(Request::from_parts(parts, Body::from(bytes))).await;
     if let Some(name) = ctx.provider.request_id_header {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(&format!("req_fake_{seq}")),
-        ) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(&format!("req_fake_{seq}"))) {
             response.headers_mut().entry(name).or_insert(value);
         }
     }
@@ -203,10 +174,7 @@ pub(crate) async fn list_handler(
     filter: Result<Query<RequestFilter>, axum::extract::rejection::QueryRejection>,
 ) -> Response {
     match filter {
-        Ok(Query(filter)) => Json(RecordedRequests {
-            requests: state.recorder.list(&filter),
-        })
-        .into_response(),
+        Ok(Query(filter)) => Json(RecordedRequests { requests: state.recorder.list(&filter) }).into_response(),
         Err(e) => control_error(StatusCode::BAD_REQUEST, e.body_text()),
     }
 }
@@ -243,11 +211,7 @@ mod tests {
         r.push(rec(3, "openrouter", "POST", "/v1/chat/completions"));
         let all = r.list(&RequestFilter::default());
         assert_eq!(all.iter().map(|r| r.seq).collect::<Vec<_>>(), [1, 2, 3]);
-        let f = RequestFilter {
-            provider: Some("openai".into()),
-            path: Some("/v1/chat/completions".into()),
-            method: Some("post".into()),
-        };
+        let f = RequestFilter { provider: Some("openai".into()), path: Some("/v1/chat/completions".into()), method: Some("post".into()) };
         assert_eq!(r.list(&f).len(), 1);
         r.clear();
         assert!(r.list(&RequestFilter::default()).is_empty());

@@ -77,10 +77,7 @@ fn deserialize_times<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
 impl ScriptSpec {
     fn matches(&self, provider: &str, method: &str, path: &str) -> bool {
         self.provider == provider
-            && self
-                .method
-                .as_deref()
-                .is_none_or(|m| m.eq_ignore_ascii_case(method))
+            && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
             && match self.path.strip_suffix('*') {
                 Some(prefix) => path.starts_with(prefix),
                 None => self.path == path,
@@ -90,17 +87,10 @@ impl ScriptSpec {
     /// Checks the spec and puts `method` in upper case.
     fn validate(mut self) -> Result<Self, String> {
         if provider(&self.provider).is_none() {
-            return Err(format!(
-                "unknown provider {:?}; known: {}",
-                self.provider,
-                super::PROVIDER_NAMES.join(", ")
-            ));
+            return Err(format!("unknown provider {:?}; known: {}", self.provider, super::PROVIDER_NAMES.join(", ")));
         }
         if !self.path.starts_with('/') && self.path != "*" {
-            return Err(format!(
-                "path {:?} must start with '/' (the path after the provider prefix)",
-                self.path
-            ));
+            return Err(format!("path {:?} must start with '/' (the path after the provider prefix)", self.path));
         }
         if let Some(m) = &self.method {
             let upper = m.to_ascii_uppercase();
@@ -113,10 +103,8 @@ impl ScriptSpec {
             }
         }
         for (name, value) in &self.headers {
-            HeaderName::from_bytes(name.as_bytes())
-                .map_err(|_| format!("invalid header name {name:?}"))?;
-            HeaderValue::from_str(value)
-                .map_err(|_| format!("invalid value for header {name:?}"))?;
+            HeaderName::from_bytes(name.as_bytes()).map_err(|_| format!("invalid header name {name:?}"))?;
+            HeaderValue::from_str(value).map_err(|_| format!("invalid value for header {name:?}"))?;
         }
         Ok(self)
     }
@@ -147,29 +135,21 @@ pub struct Scripts {
 
 impl Scripts {
     fn lock(&self) -> MutexGuard<'_, Vec<ActiveScript>> {
-        self.queue
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner)
+        self.queue.lock().unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// Queues a validated spec; returns its id.
     pub fn add(&self, spec: ScriptSpec) -> u64 {
         let id = self.last_id.fetch_add(1, Ordering::SeqCst) + 1;
         let remaining = spec.times;
-        self.lock().push(ActiveScript {
-            id,
-            spec,
-            remaining,
-        });
+        self.lock().push(ActiveScript { id, spec, remaining });
         id
     }
 
     /// Consumes one use of the oldest script matching the request.
     pub fn take(&self, provider: &str, method: &str, path: &str) -> Option<ScriptSpec> {
         let mut queue = self.lock();
-        let index = queue
-            .iter()
-            .position(|s| s.spec.matches(provider, method, path))?;
+        let index = queue.iter().position(|s| s.spec.matches(provider, method, path))?;
         let script = &mut queue[index];
         let spec = script.spec.clone();
         if let Some(left) = script.remaining.as_mut() {
@@ -191,16 +171,8 @@ impl Scripts {
 }
 
 /// Applies the first matching script, if any, around the provider handler.
-pub(crate) async fn middleware(
-    State(ctx): State<ProviderCtx>,
-    mut req: Request,
-    next: Next,
-) -> Response {
-    let Some(script) =
-        ctx.state
-            .scripts
-            .take(ctx.provider.name, req.method().as_str(), req.uri().path())
-    else {
+pub(crate) async fn middleware(State(ctx): State<ProviderCtx>, mut req: Request, next: Next) -> Response {
+    let Some(script) = ctx.state.scripts.take(ctx.provider.name, req.method().as_str(), req.uri().path()) else {
         return next.run(req).await;
     };
     if let Some(ms) = script.delay_ms.filter(|&ms| ms > 0) {
@@ -214,24 +186,16 @@ pub(crate) async fn middleware(
         }
         (None, Some(body)) => Json(body).into_response(),
         (None, None) => {
-            req.extensions_mut().insert(ScriptControls {
-                omit_usage: script.omit_usage,
-            });
+            req.extensions_mut().insert(ScriptControls { omit_usage: script.omit_usage });
             next.run(req).await
         }
     };
     for (name, value) in &script.headers {
-        if let (Ok(name), Ok(value)) = (
-            HeaderName::from_bytes(name.as_bytes()),
-            HeaderValue::from_str(value),
-        ) {
+        if let (Ok(name), Ok(value)) = (HeaderName::from_bytes(name.as_bytes()), HeaderValue::from_str(value)) {
             response.headers_mut().insert(name, value);
         }
     }
-    let chunk_delay = script
-        .chunk_delay_ms
-        .filter(|&ms| ms > 0)
-        .map(Duration::from_millis);
+    let chunk_delay = script.chunk_delay_ms.filter(|&ms| ms > 0).map(Duration::from_millis);
     if chunk_delay.is_some() || script.abort_after_chunks.is_some() {
         let (mut parts, body) = response.into_parts();
         parts.headers.remove(CONTENT_LENGTH);
@@ -293,17 +257,10 @@ pub(crate) async fn add_handler(State(state): State<AppState>, body: Bytes) -> R
     };
     let mut specs = Vec::with_capacity(items.len());
     for item in items {
-        let spec = serde_json::from_value::<ScriptSpec>(item)
-            .map_err(|e| e.to_string())
-            .and_then(ScriptSpec::validate);
+        let spec = serde_json::from_value::<ScriptSpec>(item).map_err(|e| e.to_string()).and_then(ScriptSpec::validate);
         match spec {
             Ok(spec) => specs.push(spec),
-            Err(message) => {
-                return control_error(
-                    StatusCode::BAD_REQUEST,
-                    format!("invalid script: {message}"),
-                )
-            }
+            Err(message) => return control_error(StatusCode::BAD_REQUEST, format!("invalid script: {message}")),
         }
     }
     let ids: Vec<u64> = specs.into_iter().map(|s| state.scripts.add(s)).collect();
@@ -326,9 +283,7 @@ mod tests {
     use super::*;
 
     fn spec(v: Value) -> Result<ScriptSpec, String> {
-        serde_json::from_value::<ScriptSpec>(v)
-            .map_err(|e| e.to_string())
-            .and_then(ScriptSpec::validate)
+        serde_json::from_value::<ScriptSpec>(v).map_err(|e| e.to_string()).and_then(ScriptSpec::validate)
     }
 
     #[test]
@@ -356,13 +311,9 @@ mod tests {
     fn fifo_per_path_and_method_filter() {
         let scripts = Scripts::default();
         let s = |v: Value| spec(v).expect("valid");
-        scripts.add(s(
-            json!({"provider":"openai","path":"/a","status":500,"times":2}),
-        ));
+        scripts.add(s(json!({"provider":"openai","path":"/a","status":500,"times":2})));
         scripts.add(s(json!({"provider":"openai","path":"/a","status":429})));
-        scripts.add(s(
-            json!({"provider":"openai","path":"/b","method":"get","status":401}),
-        ));
+        scripts.add(s(json!({"provider":"openai","path":"/b","method":"get","status":401})));
         let take = |m: &str, p: &str| scripts.take("openai", m, p).and_then(|s| s.status);
         assert_eq!(take("POST", "/b"), None);
         assert_eq!(take("GET", "/b"), Some(401));
@@ -376,18 +327,11 @@ mod tests {
     #[test]
     fn unlimited_and_wildcard() {
         let scripts = Scripts::default();
-        scripts.add(
-            spec(json!({"provider":"openrouter","path":"/v1/*","times":null,"status":503}))
-                .expect("valid"),
-        );
+        scripts.add(spec(json!({"provider":"openrouter","path":"/v1/*","times":null,"status":503})).expect("valid"));
         for _ in 0..5 {
-            assert!(scripts
-                .take("openrouter", "POST", "/v1/chat/completions")
-                .is_some());
+            assert!(scripts.take("openrouter", "POST", "/v1/chat/completions").is_some());
         }
-        assert!(scripts
-            .take("openai", "POST", "/v1/chat/completions")
-            .is_none());
+        assert!(scripts.take("openai", "POST", "/v1/chat/completions").is_none());
         assert_eq!(scripts.list().len(), 1);
         assert_eq!(scripts.list()[0].remaining, None);
     }

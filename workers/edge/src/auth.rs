@@ -33,7 +33,8 @@ pub fn hash_key(ctx: &Ctx, full_key: &str) -> Result<String, ApiError> {
 /// unknown or revoked key (the same message for each, so nothing is learned
 /// by probing); 403 when the key is good but its account is suspended.
 pub async fn api_key(ctx: &Ctx, req: &Request) -> Result<KeyContext, ApiError> {
-    let presented = bearer(req).ok_or_else(|| ApiError::unauthorized("Missing API key. Send it as 'Authorization: Bearer pk_live_…' or 'x-api-key'."))?;
+    let presented = bearer(req)
+        .ok_or_else(|| ApiError::unauthorized("Missing API key. Send it as 'Authorization: Bearer pk_live_…' or 'x-api-key'."))?;
     if !looks_like_api_key(&presented) {
         return Err(ApiError::unauthorized("Invalid API key."));
     }
@@ -53,7 +54,10 @@ pub async fn api_key(ctx: &Ctx, req: &Request) -> Result<KeyContext, ApiError> {
         }
     };
     if key.account_status != "active" {
-        return Err(ApiError::forbidden("account_suspended", "This account is suspended. Contact support or settle the outstanding invoice."));
+        return Err(ApiError::forbidden(
+            "account_suspended",
+            "This account is suspended. Contact support or settle the outstanding invoice.",
+        ));
     }
     Ok(key)
 }
@@ -81,14 +85,18 @@ pub fn bootstrap_token(ctx: &Ctx, req: &Request) -> Result<(), ApiError> {
 pub fn request_rule(ctx: &Ctx) -> BucketRule {
     let c = ctx.config();
     let d = BucketRule::DEFAULT_REQUESTS;
-    BucketRule { per_minute: c.get_u64("RATE_LIMIT_PER_MINUTE", d.per_minute as u64) as u32, burst: c.get_u64("RATE_LIMIT_BURST", d.burst as u64) as u32 }
+    BucketRule {
+        per_minute: c.get_u64("RATE_LIMIT_PER_MINUTE", d.per_minute as u64) as u32,
+        burst: c.get_u64("RATE_LIMIT_BURST", d.burst as u64) as u32,
+    }
 }
 
 /// Takes one request from the key's bucket; 429 with `Retry-After` when empty.
 pub async fn rate_limit(ctx: &Ctx, key: &KeyContext) -> Result<Decision, ApiError> {
     let rule = request_rule(ctx);
     let body = json!({"rule": rule, "cost": 1, "now_ms": ctx.now_ms()});
-    let (status, decision) = durable::call::<Decision>(&ctx.env, "LIMITER", &key.key_id, Method::Post, "/take", Some(&body)).await.or_internal("limiter")?;
+    let (status, decision) =
+        durable::call::<Decision>(&ctx.env, "LIMITER", &key.key_id, Method::Post, "/take", Some(&body)).await.or_internal("limiter")?;
     if status != 200 {
         return Err(ApiError::internal());
     }

@@ -28,7 +28,12 @@ pub async fn enqueue(env: &Env, job: Job, trigger: Trigger) -> worker::Result<Jo
         let _ = history::fail_attempt(&db, &envelope.job_id, &format!("enqueue failed: {e}"), true, now_ms()).await;
         return Err(e);
     }
-    logging::emit(logging::info("job.enqueued").field("job_id", envelope.job_id.as_str()).field("job_type", envelope.job.type_name()).field("trigger", trigger.as_str()));
+    logging::emit(
+        logging::info("job.enqueued")
+            .field("job_id", envelope.job_id.as_str())
+            .field("job_type", envelope.job.type_name())
+            .field("trigger", trigger.as_str()),
+    );
     Ok(envelope)
 }
 
@@ -56,11 +61,19 @@ pub async fn consume(batch: MessageBatch<Value>, env: Env) {
         if dead_letters {
             match record_dead_letter(&env, &envelope).await {
                 Ok(()) => {
-                    logging::emit(logging::error("job.dead_lettered").field("job_id", envelope.job_id.as_str()).field("job_type", envelope.job.type_name()));
+                    logging::emit(
+                        logging::error("job.dead_lettered")
+                            .field("job_id", envelope.job_id.as_str())
+                            .field("job_type", envelope.job.type_name()),
+                    );
                     msg.ack();
                 }
                 Err(e) => {
-                    logging::emit(logging::error("job.dead_letter_record_failed").field("job_id", envelope.job_id.as_str()).field("detail", e.to_string()));
+                    logging::emit(
+                        logging::error("job.dead_letter_record_failed")
+                            .field("job_id", envelope.job_id.as_str())
+                            .field("detail", e.to_string()),
+                    );
                     msg.retry();
                 }
             }
@@ -96,13 +109,17 @@ async fn run_attempt(env: &Env, envelope: &JobEnvelope) -> AttemptOutcome {
     let attempt = match history::start_attempt(&db, envelope, now_ms()).await {
         Ok(n) => n.max(1) as u32,
         Err(e) => {
-            logging::emit(logging::error("job.history_unavailable").field("job_id", envelope.job_id.as_str()).field("detail", e.to_string()));
+            logging::emit(
+                logging::error("job.history_unavailable").field("job_id", envelope.job_id.as_str()).field("detail", e.to_string()),
+            );
             return AttemptOutcome::Retry { attempt: 1 };
         }
     };
     let ports = WorkerPorts { env };
     let outcome = dex_queues::run(&envelope.job, &ports).await;
-    let line = |event: &str| logging::info(event).field("job_id", envelope.job_id.as_str()).field("job_type", envelope.job.type_name()).field("attempt", attempt);
+    let line = |event: &str| {
+        logging::info(event).field("job_id", envelope.job_id.as_str()).field("job_type", envelope.job.type_name()).field("attempt", attempt)
+    };
     match outcome {
         Ok(result) => {
             let _ = history::complete(&db, &envelope.job_id, &result.to_string(), now_ms()).await;
@@ -179,8 +196,10 @@ impl JobPorts for WorkerPorts<'_> {
     }
 
     async fn fetch_model_ids(&self, source: &ModelSource) -> Result<Vec<String>, JobError> {
-        let (base, key) = self.source_config(&source.provider).ok_or_else(|| JobError::permanent(format!("{} is not configured", source.provider)))?;
-        let (status, body) = get_json(&format!("{base}/v1/models"), &key).await.map_err(|e| JobError::retryable(format!("{}: {e}", source.provider)))?;
+        let (base, key) =
+            self.source_config(&source.provider).ok_or_else(|| JobError::permanent(format!("{} is not configured", source.provider)))?;
+        let (status, body) =
+            get_json(&format!("{base}/v1/models"), &key).await.map_err(|e| JobError::retryable(format!("{}: {e}", source.provider)))?;
         match status {
             200..=299 => {}
             // Rate limits and server errors pass; a refused key or a wrong

@@ -35,7 +35,9 @@ pub async fn handle(req: Request, env: Env) -> Response {
                 let _ = r.headers().set("allow", &allowed.join(", "));
                 (r, "405".to_string(), None)
             }
-            RouteMatch::NotFound => (error_response(&ApiError::not_found(format!("No route for {method} {path}."))), "404".to_string(), None),
+            RouteMatch::NotFound => {
+                (error_response(&ApiError::not_found(format!("No route for {method} {path}."))), "404".to_string(), None)
+            }
         }
     };
 
@@ -58,7 +60,8 @@ pub async fn handle(req: Request, env: Env) -> Response {
     resp
 }
 
-const EXPOSED_HEADERS: &str = "x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests";
+const EXPOSED_HEADERS: &str =
+    "x-request-id, retry-after, x-ratelimit-limit-requests, x-ratelimit-remaining-requests, x-ratelimit-reset-requests";
 
 /// Browsers' CORS preflight. Token auth only (no cookies), so credentials are
 /// never allowed; an origin off the allow-list gets no CORS headers at all.
@@ -67,7 +70,10 @@ fn preflight(origin_allowed: bool) -> Response {
     if origin_allowed {
         let h = resp.headers();
         let _ = h.set("access-control-allow-methods", "GET, POST, PUT, PATCH, DELETE, OPTIONS");
-        let _ = h.set("access-control-allow-headers", "authorization, content-type, x-api-key, x-request-id, anthropic-version, idempotency-key");
+        let _ = h.set(
+            "access-control-allow-headers",
+            "authorization, content-type, x-api-key, x-request-id, anthropic-version, idempotency-key",
+        );
         let _ = h.set("access-control-max-age", "86400");
     }
     resp

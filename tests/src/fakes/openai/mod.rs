@@ -48,22 +48,15 @@ const MAX_EMBEDDING_DIMENSIONS: u64 = 3072;
 const SYSTEM_FINGERPRINT: &str = "fp_fake";
 
 /// Models listed by `GET /v1/models`: (id, created).
-pub const MODELS: [(&str, u64); 4] = [
-    ("gpt-4o-mini", 1_721_172_741),
-    ("gpt-4o", 1_715_367_049),
-    ("gpt-4.1-mini", 1_744_318_173),
-    ("text-embedding-3-small", 1_705_948_997),
-];
+pub const MODELS: [(&str, u64); 4] =
+    [("gpt-4o-mini", 1_721_172_741), ("gpt-4o", 1_715_367_049), ("gpt-4.1-mini", 1_744_318_173), ("text-embedding-3-small", 1_705_948_997)];
 
 // ------------------------------------------------------------------ routes
 
 /// The OpenAI-compatible API, paths relative to the mount (`/v1/...`).
 pub fn routes() -> Router<AppState> {
     Router::new()
-        .route(
-            "/v1/chat/completions",
-            post(chat_completions).fallback(unknown_url),
-        )
+        .route("/v1/chat/completions", post(chat_completions).fallback(unknown_url))
         .route("/v1/completions", post(completions).fallback(unknown_url))
         .route("/v1/embeddings", post(embeddings).fallback(unknown_url))
         .route("/v1/models", get(list_models).fallback(unknown_url))
@@ -87,13 +80,7 @@ pub struct OpenAiError {
 }
 
 impl OpenAiError {
-    pub fn new(
-        status: StatusCode,
-        message: impl Into<String>,
-        kind: &str,
-        param: Option<&str>,
-        code: Option<&str>,
-    ) -> Self {
+    pub fn new(status: StatusCode, message: impl Into<String>, kind: &str, param: Option<&str>, code: Option<&str>) -> Self {
         Self {
             status,
             detail: ErrorDetail {
@@ -113,59 +100,23 @@ impl IntoResponse for OpenAiError {
 }
 
 /// A 400 `invalid_request_error`.
-fn invalid_request(
-    message: impl Into<String>,
-    param: Option<&str>,
-    code: Option<&str>,
-) -> OpenAiError {
-    OpenAiError::new(
-        StatusCode::BAD_REQUEST,
-        message,
-        "invalid_request_error",
-        param,
-        code,
-    )
+fn invalid_request(message: impl Into<String>, param: Option<&str>, code: Option<&str>) -> OpenAiError {
+    OpenAiError::new(StatusCode::BAD_REQUEST, message, "invalid_request_error", param, code)
 }
 
 /// The OpenAI error body for `status` (scripted failures without a body).
 pub fn error_body(status: StatusCode) -> Value {
     let (message, kind, code) = match status.as_u16() {
         400 => ("Bad request.", "invalid_request_error", None),
-        401 => (
-            "Incorrect API key provided.",
-            "authentication_error",
-            Some("invalid_api_key"),
-        ),
-        403 => (
-            "You are not allowed to access this resource.",
-            "invalid_request_error",
-            None,
-        ),
-        404 => (
-            "The requested resource does not exist.",
-            "invalid_request_error",
-            None,
-        ),
-        429 => (
-            "Rate limit reached for requests. Please try again later.",
-            "rate_limit_error",
-            Some("rate_limit_exceeded"),
-        ),
-        500..=599 => (
-            "The server had an error while processing your request. Sorry about that!",
-            "server_error",
-            None,
-        ),
+        401 => ("Incorrect API key provided.", "authentication_error", Some("invalid_api_key")),
+        403 => ("You are not allowed to access this resource.", "invalid_request_error", None),
+        404 => ("The requested resource does not exist.", "invalid_request_error", None),
+        429 => ("Rate limit reached for requests. Please try again later.", "rate_limit_error", Some("rate_limit_exceeded")),
+        500..=599 => ("The server had an error while processing your request. Sorry about that!", "server_error", None),
         _ => ("The request failed.", "invalid_request_error", None),
     };
-    let body = ErrorBody {
-        error: ErrorDetail {
-            message: message.to_owned(),
-            kind: kind.to_owned(),
-            param: None,
-            code: code.map(str::to_owned),
-        },
-    };
+    let body =
+        ErrorBody { error: ErrorDetail { message: message.to_owned(), kind: kind.to_owned(), param: None, code: code.map(str::to_owned) } };
     serde_json::to_value(body).unwrap_or(Value::Null)
 }
 
@@ -186,9 +137,7 @@ fn has_bearer(headers: &axum::http::HeaderMap) -> bool {
         .get(AUTHORIZATION)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.trim().split_once(' '))
-        .is_some_and(|(scheme, token)| {
-            scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty()
-        })
+        .is_some_and(|(scheme, token)| scheme.eq_ignore_ascii_case("bearer") && !token.trim().is_empty())
 }
 
 async fn require_bearer(req: Request, next: Next) -> Response {
@@ -224,10 +173,7 @@ pub fn reply_text(user_text: &str) -> String {
 pub fn content_text(content: &Value) -> String {
     match content {
         Value::String(s) => s.clone(),
-        Value::Array(parts) => parts
-            .iter()
-            .filter_map(|p| p.get("text").and_then(Value::as_str))
-            .collect(),
+        Value::Array(parts) => parts.iter().filter_map(|p| p.get("text").and_then(Value::as_str)).collect(),
         _ => String::new(),
     }
 }
@@ -235,18 +181,11 @@ pub fn content_text(content: &Value) -> String {
 /// Prompt tokens of chat `messages`: per message, [`tokens_for`] its
 /// content text + [`TOKENS_PER_MESSAGE`].
 pub fn prompt_tokens(messages: &[Value]) -> u64 {
-    messages
-        .iter()
-        .map(|m| {
-            tokens_for(&m.get("content").map(content_text).unwrap_or_default()) + TOKENS_PER_MESSAGE
-        })
-        .sum()
+    messages.iter().map(|m| tokens_for(&m.get("content").map(content_text).unwrap_or_default()) + TOKENS_PER_MESSAGE).sum()
 }
 
 fn take_chars(text: &str, n: u64) -> String {
-    text.chars()
-        .take(usize::try_from(n).unwrap_or(usize::MAX))
-        .collect()
+    text.chars().take(usize::try_from(n).unwrap_or(usize::MAX)).collect()
 }
 
 /// Cuts `text` to `limit` tokens: (text, tokens, cut?).
@@ -277,10 +216,7 @@ fn type_name(v: &Value) -> &'static str {
 /// A 400 `invalid_type` for `param`.
 fn invalid_type(param: &str, expected: &str, got: &Value) -> OpenAiError {
     invalid_request(
-        format!(
-            "Invalid type for '{param}': expected {expected}, but got {} instead.",
-            type_name(got)
-        ),
+        format!("Invalid type for '{param}': expected {expected}, but got {} instead.", type_name(got)),
         Some(param),
         Some("invalid_type"),
     )
@@ -299,35 +235,18 @@ fn parse_body<T: DeserializeOwned>(body: &Bytes) -> Result<T, OpenAiError> {
     })?;
     if !value.is_object() {
         return Err(invalid_request(
-            format!(
-                "Invalid type for request body: expected an object, but got {} instead.",
-                type_name(&value)
-            ),
+            format!("Invalid type for request body: expected an object, but got {} instead.", type_name(&value)),
             None,
             Some("invalid_type"),
         ));
     }
-    serde_json::from_value(value).map_err(|e| {
-        invalid_request(
-            format!("Invalid request body: {e}"),
-            None,
-            Some("invalid_type"),
-        )
-    })
+    serde_json::from_value(value).map_err(|e| invalid_request(format!("Invalid request body: {e}"), None, Some("invalid_type")))
 }
 
 fn require_model(model: Option<&Value>) -> Result<String, OpenAiError> {
     match model {
-        None | Some(Value::Null) => Err(invalid_request(
-            "you must provide a model parameter",
-            None,
-            None,
-        )),
-        Some(Value::String(s)) if s.is_empty() => Err(invalid_request(
-            "you must provide a model parameter",
-            None,
-            None,
-        )),
+        None | Some(Value::Null) => Err(invalid_request("you must provide a model parameter", None, None)),
+        Some(Value::String(s)) if s.is_empty() => Err(invalid_request("you must provide a model parameter", None, None)),
         Some(Value::String(s)) => Ok(s.clone()),
         Some(other) => Err(invalid_type("model", "a string", other)),
     }
@@ -350,16 +269,9 @@ fn token_limit(value: Option<&Value>, name: &str) -> Result<Option<u64>, OpenAiE
 }
 
 fn sse_response(events: Vec<String>) -> Response {
-    let stream = futures::stream::iter(
-        events
-            .into_iter()
-            .map(|event| Ok::<Bytes, Infallible>(Bytes::from(event))),
-    );
+    let stream = futures::stream::iter(events.into_iter().map(|event| Ok::<Bytes, Infallible>(Bytes::from(event))));
     (
-        [
-            (CONTENT_TYPE, HeaderValue::from_static("text/event-stream")),
-            (CACHE_CONTROL, HeaderValue::from_static("no-cache")),
-        ],
+        [(CONTENT_TYPE, HeaderValue::from_static("text/event-stream")), (CACHE_CONTROL, HeaderValue::from_static("no-cache"))],
         Body::from_stream(stream),
     )
         .into_response()
@@ -394,11 +306,7 @@ fn plan_chat(req: &ChatCompletionRequest) -> Result<(String, ChatPlan), OpenAiEr
     let model = require_model(req.model.as_ref())?;
     let messages = match &req.messages {
         None | Some(Value::Null) => {
-            return Err(invalid_request(
-                "Missing required parameter: 'messages'.",
-                Some("messages"),
-                Some("missing_required_parameter"),
-            ))
+            return Err(invalid_request("Missing required parameter: 'messages'.", Some("messages"), Some("missing_required_parameter")))
         }
         Some(Value::Array(messages)) => messages,
         Some(other) => return Err(invalid_type("messages", "an array of objects", other)),
@@ -451,14 +359,7 @@ fn plan_chat(req: &ChatCompletionRequest) -> Result<(String, ChatPlan), OpenAiEr
     let (answer, completion_tokens, cut) = match tool_names.first() {
         Some(name) if wants_tool => {
             let (arguments, tokens, cut) = cap(TOOL_ARGUMENTS.to_owned(), limit);
-            (
-                ChatAnswer::ToolCall {
-                    name: name.clone(),
-                    arguments,
-                },
-                tokens,
-                cut,
-            )
+            (ChatAnswer::ToolCall { name: name.clone(), arguments }, tokens, cut)
         }
         _ => {
             let (text, tokens, cut) = cap(reply_text(&last_user), limit);
@@ -470,14 +371,7 @@ fn plan_chat(req: &ChatCompletionRequest) -> Result<(String, ChatPlan), OpenAiEr
         (ChatAnswer::ToolCall { .. }, false) => "tool_calls",
         (ChatAnswer::Text(_), false) => "stop",
     };
-    Ok((
-        model,
-        ChatPlan {
-            answer,
-            finish_reason,
-            usage: Usage::new(prompt_tokens(messages), completion_tokens),
-        },
-    ))
+    Ok((model, ChatPlan { answer, finish_reason, usage: Usage::new(prompt_tokens(messages), completion_tokens) }))
 }
 
 async fn chat_completions(
@@ -492,37 +386,17 @@ async fn chat_completions(
     let id = format!("chatcmpl-fake-{seq}");
     let created = now_secs();
     if req.stream == Some(true) {
-        let include_usage = req
-            .stream_options
-            .as_ref()
-            .and_then(|o| o.include_usage)
-            .unwrap_or(false);
-        let events = chat_stream_events(
-            &id,
-            created,
-            &model,
-            &plan,
-            include_usage,
-            !controls.omit_usage,
-        );
+        let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
+        let events = chat_stream_events(&id, created, &model, &plan, include_usage, !controls.omit_usage);
         return Ok(sse_response(events));
     }
     let message = match plan.answer {
-        ChatAnswer::Text(text) => AssistantMessage {
-            role: "assistant",
-            content: Some(text),
-            refusal: None,
-            tool_calls: None,
-        },
+        ChatAnswer::Text(text) => AssistantMessage { role: "assistant", content: Some(text), refusal: None, tool_calls: None },
         ChatAnswer::ToolCall { name, arguments } => AssistantMessage {
             role: "assistant",
             content: None,
             refusal: None,
-            tool_calls: Some(vec![ToolCall {
-                id: TOOL_CALL_ID.to_owned(),
-                kind: "function",
-                function: FunctionCall { name, arguments },
-            }]),
+            tool_calls: Some(vec![ToolCall { id: TOOL_CALL_ID.to_owned(), kind: "function", function: FunctionCall { name, arguments } }]),
         },
     };
     Ok(Json(ChatCompletion {
@@ -530,12 +404,7 @@ async fn chat_completions(
         object: "chat.completion",
         created,
         model,
-        choices: vec![ChatChoice {
-            index: 0,
-            message,
-            logprobs: None,
-            finish_reason: plan.finish_reason,
-        }],
+        choices: vec![ChatChoice { index: 0, message, logprobs: None, finish_reason: plan.finish_reason }],
         usage: plan.usage,
         service_tier: "default",
         system_fingerprint: SYSTEM_FINGERPRINT,
@@ -544,14 +413,7 @@ async fn chat_completions(
 }
 
 /// The SSE events of a streamed chat answer, `[DONE]` included.
-fn chat_stream_events(
-    id: &str,
-    created: u64,
-    model: &str,
-    plan: &ChatPlan,
-    include_usage: bool,
-    send_usage_chunk: bool,
-) -> Vec<String> {
+fn chat_stream_events(id: &str, created: u64, model: &str, plan: &ChatPlan, include_usage: bool, send_usage_chunk: bool) -> Vec<String> {
     let usage_field = include_usage.then_some(None);
     let chunk = |delta: Delta, finish_reason: Option<&'static str>| ChatCompletionChunk {
         id: id.to_owned(),
@@ -559,33 +421,15 @@ fn chat_stream_events(
         created,
         model: model.to_owned(),
         system_fingerprint: SYSTEM_FINGERPRINT,
-        choices: vec![ChunkChoice {
-            index: 0,
-            delta,
-            logprobs: None,
-            finish_reason,
-        }],
+        choices: vec![ChunkChoice { index: 0, delta, logprobs: None, finish_reason }],
         usage: usage_field,
     };
     let mut events = Vec::new();
     match &plan.answer {
         ChatAnswer::Text(text) => {
-            events.push(sse_event(&chunk(
-                Delta {
-                    role: Some("assistant"),
-                    content: Some(Some(String::new())),
-                    tool_calls: None,
-                },
-                None,
-            )));
+            events.push(sse_event(&chunk(Delta { role: Some("assistant"), content: Some(Some(String::new())), tool_calls: None }, None)));
             for piece in split_chars(text, STREAM_CHUNK_CHARS) {
-                events.push(sse_event(&chunk(
-                    Delta {
-                        content: Some(Some(piece)),
-                        ..Delta::default()
-                    },
-                    None,
-                )));
+                events.push(sse_event(&chunk(Delta { content: Some(Some(piece)), ..Delta::default() }, None)));
             }
         }
         ChatAnswer::ToolCall { name, arguments } => {
@@ -597,10 +441,7 @@ fn chat_stream_events(
                         index: 0,
                         id: Some(TOOL_CALL_ID.to_owned()),
                         kind: Some("function"),
-                        function: FunctionCallDelta {
-                            name: Some(name.clone()),
-                            arguments: String::new(),
-                        },
+                        function: FunctionCallDelta { name: Some(name.clone()), arguments: String::new() },
                     }]),
                 },
                 None,
@@ -612,10 +453,7 @@ fn chat_stream_events(
                             index: 0,
                             id: None,
                             kind: None,
-                            function: FunctionCallDelta {
-                                name: None,
-                                arguments: piece,
-                            },
+                            function: FunctionCallDelta { name: None, arguments: piece },
                         }]),
                         ..Delta::default()
                     },
@@ -624,10 +462,7 @@ fn chat_stream_events(
             }
         }
     }
-    events.push(sse_event(&chunk(
-        Delta::default(),
-        Some(plan.finish_reason),
-    )));
+    events.push(sse_event(&chunk(Delta::default(), Some(plan.finish_reason))));
     if include_usage && send_usage_chunk {
         events.push(sse_event(&ChatCompletionChunk {
             id: id.to_owned(),
@@ -656,23 +491,11 @@ async fn completions(
     let model = require_model(req.model.as_ref())?;
     let prompts: Vec<String> = match &req.prompt {
         Some(Value::String(s)) => vec![s.clone()],
-        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => {
-            items.iter().map(content_text).collect()
-        }
+        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(Value::is_string) => items.iter().map(content_text).collect(),
         None | Some(Value::Null) => {
-            return Err(invalid_request(
-                "Missing required parameter: 'prompt'.",
-                Some("prompt"),
-                Some("missing_required_parameter"),
-            ))
+            return Err(invalid_request("Missing required parameter: 'prompt'.", Some("prompt"), Some("missing_required_parameter")))
         }
-        Some(other) => {
-            return Err(invalid_type(
-                "prompt",
-                "a string or an array of strings",
-                other,
-            ))
-        }
+        Some(other) => return Err(invalid_type("prompt", "a string or an array of strings", other)),
     };
     let limit = token_limit(req.max_tokens.as_ref(), "max_tokens")?;
     let mut prompt_total = 0;
@@ -704,32 +527,18 @@ async fn completions(
     if req.stream != Some(true) {
         return Ok(Json(completion(choices, Some(Some(usage)))).into_response());
     }
-    let include_usage = req
-        .stream_options
-        .as_ref()
-        .and_then(|o| o.include_usage)
-        .unwrap_or(false);
+    let include_usage = req.stream_options.as_ref().and_then(|o| o.include_usage).unwrap_or(false);
     let usage_field = include_usage.then_some(None);
     let mut events = Vec::new();
     for choice in choices {
         for piece in split_chars(&choice.text, STREAM_CHUNK_CHARS) {
             events.push(sse_event(&completion(
-                vec![TextChoice {
-                    text: piece,
-                    index: choice.index,
-                    logprobs: None,
-                    finish_reason: None,
-                }],
+                vec![TextChoice { text: piece, index: choice.index, logprobs: None, finish_reason: None }],
                 usage_field,
             )));
         }
         events.push(sse_event(&completion(
-            vec![TextChoice {
-                text: String::new(),
-                index: choice.index,
-                logprobs: None,
-                finish_reason: choice.finish_reason,
-            }],
+            vec![TextChoice { text: String::new(), index: choice.index, logprobs: None, finish_reason: choice.finish_reason }],
             usage_field,
         )));
     }
@@ -743,9 +552,7 @@ async fn completions(
 // -------------------------------------------------------------- embeddings
 
 fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| {
-        (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3)
-    })
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |hash, &b| (hash ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3))
 }
 
 fn splitmix64(state: &mut u64) -> u64 {
@@ -766,20 +573,14 @@ pub fn embedding_for(text: &str, dimensions: usize) -> Vec<f32> {
         })
         .collect();
     let norm = raw.iter().map(|x| x * x).sum::<f64>().sqrt();
-    raw.iter()
-        .map(|x| if norm > 0.0 { x / norm } else { *x } as f32)
-        .collect()
+    raw.iter().map(|x| if norm > 0.0 { x / norm } else { *x } as f32).collect()
 }
 
 fn base64_encode(bytes: &[u8]) -> String {
     const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for group in bytes.chunks(3) {
-        let b = [
-            group[0],
-            group.get(1).copied().unwrap_or(0),
-            group.get(2).copied().unwrap_or(0),
-        ];
+        let b = [group[0], group.get(1).copied().unwrap_or(0), group.get(2).copied().unwrap_or(0)];
         let n = (u32::from(b[0]) << 16) | (u32::from(b[1]) << 8) | u32::from(b[2]);
         for (i, shift) in [18u32, 12, 6, 0].into_iter().enumerate() {
             if i <= group.len() {
@@ -797,17 +598,11 @@ async fn embeddings(body: Bytes) -> Result<Response, OpenAiError> {
     let model = require_model(req.model.as_ref())?;
     let inputs: Vec<String> = match &req.input {
         Some(Value::String(s)) if !s.is_empty() => vec![s.clone()],
-        Some(Value::Array(items))
-            if !items.is_empty() && items.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) =>
-        {
+        Some(Value::Array(items)) if !items.is_empty() && items.iter().all(|v| v.as_str().is_some_and(|s| !s.is_empty())) => {
             items.iter().map(content_text).collect()
         }
         None | Some(Value::Null) => {
-            return Err(invalid_request(
-                "Missing required parameter: 'input'.",
-                Some("input"),
-                Some("missing_required_parameter"),
-            ))
+            return Err(invalid_request("Missing required parameter: 'input'.", Some("input"), Some("missing_required_parameter")))
         }
         Some(_) => {
             return Err(invalid_request(
@@ -820,9 +615,7 @@ async fn embeddings(body: Bytes) -> Result<Response, OpenAiError> {
     let dimensions = match &req.dimensions {
         None | Some(Value::Null) => DEFAULT_EMBEDDING_DIMENSIONS,
         Some(v) => match v.as_u64() {
-            Some(n) if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&n) => {
-                usize::try_from(n).unwrap_or(DEFAULT_EMBEDDING_DIMENSIONS)
-            }
+            Some(n) if (1..=MAX_EMBEDDING_DIMENSIONS).contains(&n) => usize::try_from(n).unwrap_or(DEFAULT_EMBEDDING_DIMENSIONS),
             _ => {
                 return Err(invalid_request(
                     format!("Invalid 'dimensions': expected an integer between 1 and {MAX_EMBEDDING_DIMENSIONS}."),
@@ -855,41 +648,21 @@ async fn embeddings(body: Bytes) -> Result<Response, OpenAiError> {
             } else {
                 EmbeddingVector::Float(vector)
             };
-            Embedding {
-                object: "embedding",
-                index: u32::try_from(index).unwrap_or(u32::MAX),
-                embedding,
-            }
+            Embedding { object: "embedding", index: u32::try_from(index).unwrap_or(u32::MAX), embedding }
         })
         .collect();
-    Ok(Json(EmbeddingList {
-        object: "list",
-        data,
-        model,
-        usage: EmbeddingUsage {
-            prompt_tokens: tokens,
-            total_tokens: tokens,
-        },
-    })
-    .into_response())
+    Ok(Json(EmbeddingList { object: "list", data, model, usage: EmbeddingUsage { prompt_tokens: tokens, total_tokens: tokens } })
+        .into_response())
 }
 
 // ------------------------------------------------------------------ models
 
 fn model_entry((id, created): (&'static str, u64)) -> Model {
-    Model {
-        id,
-        object: "model",
-        created,
-        owned_by: "openai",
-    }
+    Model { id, object: "model", created, owned_by: "openai" }
 }
 
 async fn list_models() -> Json<ModelList> {
-    Json(ModelList {
-        object: "list",
-        data: MODELS.into_iter().map(model_entry).collect(),
-    })
+    Json(ModelList { object: "list", data: MODELS.into_iter().map(model_entry).collect() })
 }
 
 async fn get_model(Path(id): Path<String>) -> Response {
@@ -928,10 +701,7 @@ mod tests {
     #[test]
     fn reply_quotes_forty_chars() {
         let long = "x".repeat(100);
-        assert_eq!(
-            reply_text(&long),
-            format!("{REPLY_PREFIX}{}", "x".repeat(40))
-        );
+        assert_eq!(reply_text(&long), format!("{REPLY_PREFIX}{}", "x".repeat(40)));
         assert_eq!(reply_text("hi"), format!("{REPLY_PREFIX}hi"));
     }
 
@@ -967,22 +737,10 @@ mod tests {
         assert_eq!(e["error"]["type"], "rate_limit_error");
         assert_eq!(e["error"]["code"], "rate_limit_exceeded");
         assert_eq!(e["error"]["param"], Value::Null);
-        assert_eq!(
-            error_body(StatusCode::UNAUTHORIZED)["error"]["code"],
-            "invalid_api_key"
-        );
-        assert_eq!(
-            error_body(StatusCode::BAD_REQUEST)["error"]["type"],
-            "invalid_request_error"
-        );
-        assert_eq!(
-            error_body(StatusCode::BAD_GATEWAY)["error"]["type"],
-            "server_error"
-        );
-        assert_eq!(
-            error_body(StatusCode::BAD_GATEWAY)["error"]["code"],
-            Value::Null
-        );
+        assert_eq!(error_body(StatusCode::UNAUTHORIZED)["error"]["code"], "invalid_api_key");
+        assert_eq!(error_body(StatusCode::BAD_REQUEST)["error"]["type"], "invalid_request_error");
+        assert_eq!(error_body(StatusCode::BAD_GATEWAY)["error"]["type"], "server_error");
+        assert_eq!(error_body(StatusCode::BAD_GATEWAY)["error"]["code"], Value::Null);
     }
 
     #[test]

@@ -11,7 +11,14 @@ use serde_json::Value;
 use worker::{Env, Method, Request, RequestInit};
 
 /// Calls an object by name; returns its status and JSON answer.
-pub async fn call<T: DeserializeOwned>(env: &Env, binding: &str, name: &str, method: Method, path: &str, body: Option<&Value>) -> worker::Result<(u16, T)> {
+pub async fn call<T: DeserializeOwned>(
+    env: &Env,
+    binding: &str,
+    name: &str,
+    method: Method,
+    path: &str,
+    body: Option<&Value>,
+) -> worker::Result<(u16, T)> {
     let stub = env.durable_object(binding)?.id_from_name(name)?.get_stub()?;
     let mut init = RequestInit::new();
     init.with_method(method);

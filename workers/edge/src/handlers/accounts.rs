@@ -44,7 +44,13 @@ async fn create_owner_account(ctx: &Ctx, spec: &AccountSpec, operator: bool) -> 
     let minted = new_api_key();
     let key_hash = hash_key(ctx, &minted.full_key)?;
     let password_hash = hash_password(&spec.password, &random_bytes::<16>(), ITERATIONS);
-    let account = NewAccount { id: &account_id, name: &spec.name, kind: if operator { "organization" } else { "personal" }, plan: spec.plan, now_ms: now };
+    let account = NewAccount {
+        id: &account_id,
+        name: &spec.name,
+        kind: if operator { "organization" } else { "personal" },
+        plan: spec.plan,
+        now_ms: now,
+    };
     let user = NewUser {
         id: &user_id,
         account_id: &account_id,
@@ -64,8 +70,13 @@ async fn create_owner_account(ctx: &Ctx, spec: &AccountSpec, operator: bool) -> 
         name: &spec.key_name,
         now_ms: now,
     };
-    let user_stmt = if operator { users::insert_first_operator(&db, &user) } else { users::insert(&db, &user) }.or_internal("prepare user")?;
-    let stmts = vec![accounts::insert(&db, &account).or_internal("prepare account")?, user_stmt, api_keys::insert(&db, &key).or_internal("prepare key")?];
+    let user_stmt =
+        if operator { users::insert_first_operator(&db, &user) } else { users::insert(&db, &user) }.or_internal("prepare user")?;
+    let stmts = vec![
+        accounts::insert(&db, &account).or_internal("prepare account")?,
+        user_stmt,
+        api_keys::insert(&db, &key).or_internal("prepare key")?,
+    ];
     let results = match db.batch(stmts).await {
         Ok(r) => r,
         Err(e) if is_unique_violation(&e) => return Err(ApiError::conflict("email_taken", "An account with this email already exists.")),
@@ -116,7 +127,8 @@ pub async fn create(ctx: &Ctx, mut req: Request) -> HandlerResult {
 }
 
 async fn wallet_balance(ctx: &Ctx, account_id: &str) -> Result<i64, ApiError> {
-    let (status, body) = durable::call::<Value>(&ctx.env, "WALLET", account_id, Method::Get, "/balance", None).await.or_internal("wallet balance")?;
+    let (status, body) =
+        durable::call::<Value>(&ctx.env, "WALLET", account_id, Method::Get, "/balance", None).await.or_internal("wallet balance")?;
     match (status, body["balance_micros"].as_i64()) {
         (200, Some(b)) => Ok(b),
         _ => Err(ApiError::internal()),
@@ -160,9 +172,9 @@ struct CreditBody {
 /// `POST /v1/admin/accounts/:id/credits`: operator adjustment, once per key.
 pub async fn credit(ctx: &Ctx, id: &str, mut req: Request) -> HandlerResult {
     let body: CreditBody = read_json(ctx, &mut req).await?;
-    let amount = usd_json_to_micros(&body.amount_usd)
-        .filter(|a| *a != 0)
-        .ok_or_else(|| ApiError::bad_request("invalid_amount", "amount_usd must be a non-zero decimal USD amount with at most 6 decimals"))?;
+    let amount = usd_json_to_micros(&body.amount_usd).filter(|a| *a != 0).ok_or_else(|| {
+        ApiError::bad_request("invalid_amount", "amount_usd must be a non-zero decimal USD amount with at most 6 decimals")
+    })?;
     let reason = body.reason.trim();
     let idem = body.idempotency_key.trim();
     if reason.is_empty() || reason.len() > 500 {
@@ -173,7 +185,8 @@ pub async fn credit(ctx: &Ctx, id: &str, mut req: Request) -> HandlerResult {
     }
     existing_account(ctx, id).await?;
     let call = json!({"amount_micros": amount, "reason": reason, "idempotency_key": idem, "now_ms": ctx.now_ms()});
-    let (status, answer) = durable::call::<Value>(&ctx.env, "WALLET", id, Method::Post, "/credit", Some(&call)).await.or_internal("wallet credit")?;
+    let (status, answer) =
+        durable::call::<Value>(&ctx.env, "WALLET", id, Method::Post, "/credit", Some(&call)).await.or_internal("wallet credit")?;
     let balance = answer["balance_micros"].as_i64();
     match (status, answer["error"].as_str()) {
         (200, _) => {
@@ -184,7 +197,9 @@ pub async fn credit(ctx: &Ctx, id: &str, mut req: Request) -> HandlerResult {
             json_response(200, &out)
         }
         (409, _) => Err(ApiError::conflict("idempotency_conflict", "This idempotency_key was already used with a different amount.")),
-        (400, Some("insufficient_balance")) => Err(ApiError::bad_request("insufficient_balance", "The adjustment would make the balance negative.")),
+        (400, Some("insufficient_balance")) => {
+            Err(ApiError::bad_request("insufficient_balance", "The adjustment would make the balance negative."))
+        }
         _ => Err(ApiError::internal()),
     }
 }

@@ -56,13 +56,18 @@ pub async fn list(ctx: &Ctx, req: &Request) -> HandlerResult {
     }
     let limit = match query_param(req, "limit") {
         None => 50,
-        Some(l) => l.parse::<u32>().ok().filter(|n| (1..=200).contains(n)).ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1 to 200"))?,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1 to 200"))?,
     };
     let rows = history::list(&ctx.db()?, job_type.as_deref(), status.as_deref(), limit).await.or_internal("job list")?;
     json_response(200, &json!({"jobs": rows.iter().map(job_json).collect::<Vec<_>>()}))
 }
 
 pub async fn get(ctx: &Ctx, job_id: &str) -> HandlerResult {
-    let row = history::get(&ctx.db()?, job_id).await.or_internal("job get")?.ok_or_else(|| ApiError::not_found(format!("No job {job_id}.")))?;
+    let row =
+        history::get(&ctx.db()?, job_id).await.or_internal("job get")?.ok_or_else(|| ApiError::not_found(format!("No job {job_id}.")))?;
     json_response(200, &job_json(&row))
 }

@@ -14,7 +14,10 @@ pub fn validate(key: &KeyContext) -> HandlerResult {
 pub async fn me(ctx: &Ctx, key: &KeyContext) -> HandlerResult {
     let db = ctx.db()?;
     let user = users::get(&db, &key.user_id).await.or_internal("user lookup")?.ok_or_else(|| ApiError::unauthorized("Invalid API key."))?;
-    let account = accounts::get(&db, &key.account_id).await.or_internal("account lookup")?.ok_or_else(|| ApiError::unauthorized("Invalid API key."))?;
+    let account = accounts::get(&db, &key.account_id)
+        .await
+        .or_internal("account lookup")?
+        .ok_or_else(|| ApiError::unauthorized("Invalid API key."))?;
     json_response(
         200,
         &json!({

@@ -45,7 +45,16 @@ pub fn insert(db: &D1Database, k: &NewKey) -> worker::Result<D1PreparedStatement
         "INSERT INTO api_keys (id, account_id, user_id, key_hash, prefix, last4, name, status, created_at) \
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'active', ?8 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?3)",
     )
-    .bind(&[text(k.id), text(k.account_id), text(k.user_id), text(k.key_hash), text(k.prefix), text(k.last4), text(k.name), int(k.now_ms)])
+    .bind(&[
+        text(k.id),
+        text(k.account_id),
+        text(k.user_id),
+        text(k.key_hash),
+        text(k.prefix),
+        text(k.last4),
+        text(k.name),
+        int(k.now_ms),
+    ])
 }
 
 pub async fn context_by_hash(db: &D1Database, key_hash: &str, now_ms: i64) -> worker::Result<Option<KeyContext>> {

@@ -21,7 +21,8 @@ pub struct JobRow {
     pub dead_lettered_at: Option<i64>,
 }
 
-const COLUMNS: &str = "job_id, job_type, triggered_by, status, attempts, last_error, result, created_at, started_at, completed_at, dead_lettered_at";
+const COLUMNS: &str =
+    "job_id, job_type, triggered_by, status, attempts, last_error, result, created_at, started_at, completed_at, dead_lettered_at";
 
 fn payload(env: &JobEnvelope) -> String {
     serde_json::to_string(&env.job).unwrap_or_else(|_| "{}".into())
@@ -45,7 +46,14 @@ pub async fn start_attempt(db: &D1Database, env: &JobEnvelope, now_ms: i64) -> w
              ON CONFLICT(job_id) DO UPDATE SET status = 'running', attempts = attempts + 1, started_at = ?6 \
              RETURNING attempts",
         )
-        .bind(&[text(&env.job_id), text(env.job.type_name()), text(env.trigger.as_str()), text(&payload(env)), int(env.enqueued_at_ms), int(now_ms)])?
+        .bind(&[
+            text(&env.job_id),
+            text(env.job.type_name()),
+            text(env.trigger.as_str()),
+            text(&payload(env)),
+            int(env.enqueued_at_ms),
+            int(now_ms),
+        ])?
         .first::<i64>(Some("attempts"))
         .await?;
     Ok(attempts.unwrap_or(1))

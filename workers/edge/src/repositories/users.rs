@@ -27,7 +27,15 @@ pub struct NewUser<'a> {
 const INSERT_VALUES: &str = "(id, account_id, email, password_hash, role, is_operator, created_at, updated_at)";
 
 fn binds(u: &NewUser) -> Vec<wasm_bindgen::JsValue> {
-    vec![text(u.id), text(u.account_id), opt_text(u.email), opt_text(u.password_hash), text(u.role), int(u.is_operator as i64), int(u.now_ms)]
+    vec![
+        text(u.id),
+        text(u.account_id),
+        opt_text(u.email),
+        opt_text(u.password_hash),
+        text(u.role),
+        int(u.is_operator as i64),
+        int(u.now_ms),
+    ]
 }
 
 pub fn insert(db: &D1Database, u: &NewUser) -> worker::Result<D1PreparedStatement> {
