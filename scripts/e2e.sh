@@ -29,7 +29,10 @@ fi
 # run against the stack's clock.
 cargo test -q -p dex-edge-tests --no-run
 
-DEX_SKIP_BUILD=1 stack_start "$(free_port)" "$(free_port)" "$STATE/persist" "$STATE" 0
+# Every test request comes from 127.0.0.1, so the per-IP sign-in bucket is
+# widened here; the per-account bucket keeps its production setting.
+DEX_SKIP_BUILD=1 stack_start "$(free_port)" "$(free_port)" "$STATE/persist" "$STATE" 0 \
+  --var "LOGIN_IP_PER_MINUTE:10000" --var "LOGIN_IP_BURST:10000"
 
 export DEX_STACK_JSON="$STATE/stack.json"
 cargo test -p dex-edge-tests --test e2e -- --test-threads 4

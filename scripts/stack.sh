@@ -12,6 +12,7 @@ export WRANGLER_SEND_METRICS=false
 LOCAL_KEY_PEPPER="local-pepper-not-a-secret"
 LOCAL_BOOTSTRAP_TOKEN="local-bootstrap-token"
 LOCAL_STRIPE_WEBHOOK_SECRET="whsec_local_not_a_secret"
+LOCAL_JWT_SIGNING_KEYS="local-1:local-jwt-signing-secret-not-a-secret-0001"
 OPERATOR_EMAIL="operator@dex.local"
 OPERATOR_PASSWORD="operator-password-local"
 DEMO_EMAIL="demo@dex.local"
@@ -50,9 +51,11 @@ stack_stop() {
   STACK_PIDS=()
 }
 
-# stack_start PORT FAKES_PORT PERSIST_DIR STATE_DIR RETRY_BASE_SECONDS
+# stack_start PORT FAKES_PORT PERSIST_DIR STATE_DIR RETRY_BASE_SECONDS [--var K:V ...]
 stack_start() {
   local port=$1 fakes_port=$2 persist=$3 state=$4 retry_base=$5
+  shift 5
+  local extra_vars=("$@")
   mkdir -p "$persist" "$state"
   local fakes_url="http://127.0.0.1:$fakes_port"
 
@@ -71,6 +74,8 @@ stack_start() {
     --var "ENVIRONMENT:local"
     --var "KEY_PEPPER:$LOCAL_KEY_PEPPER"
     --var "ADMIN_BOOTSTRAP_TOKEN:$LOCAL_BOOTSTRAP_TOKEN"
+    --var "JWT_SIGNING_KEYS:$LOCAL_JWT_SIGNING_KEYS"
+    --var "APP_BASE_URL:http://127.0.0.1:$port"
     --var "STRIPE_WEBHOOK_SECRET:$LOCAL_STRIPE_WEBHOOK_SECRET"
     --var "JOB_RETRY_BASE_SECONDS:$retry_base"
     --var "CORS_ALLOWED_ORIGINS:https://dexto.ai,http://localhost:3000"
@@ -84,6 +89,9 @@ stack_start() {
     --var "STRIPE_SECRET_KEY:sk_test_local_fake"
     --var "TWILIO_BASE_URL:$fakes_url/twilio"
     --var "TWILIO_VERIFY_BASE_URL:$fakes_url/twilio"
+    --var "TWILIO_ACCOUNT_SID:AC00000000000000000000000000000001"
+    --var "TWILIO_AUTH_TOKEN:local-twilio-auth-token"
+    --var "TWILIO_VERIFY_SERVICE_SID:VA00000000000000000000000000000001"
     --var "TELNYX_BASE_URL:$fakes_url/telnyx"
     --var "GOOGLE_OAUTH_BASE_URL:$fakes_url/google"
     --var "GOOGLE_ADMIN_BASE_URL:$fakes_url/google"
@@ -95,7 +103,7 @@ stack_start() {
   )
   stack_log "starting the Worker in workerd on http://127.0.0.1:$port (log: $state/worker.log)"
   (cd "$ROOT" && DEX_SKIP_BUILD="${DEX_SKIP_BUILD:-0}" setsid "$WRANGLER" dev --local --ip 127.0.0.1 --port "$port" \
-    --inspector-port 0 --test-scheduled --persist-to "$persist" --show-interactive-dev-session=false "${vars[@]}" \
+    --inspector-port 0 --test-scheduled --persist-to "$persist" --show-interactive-dev-session=false "${vars[@]}" ${extra_vars[@]+"${extra_vars[@]}"} \
     >"$state/worker.log" 2>&1) &
   STACK_PIDS+=($!)
   wait_http "http://127.0.0.1:$port/health" 180 || { stack_log "the Worker did not start"; tail -50 "$state/worker.log" >&2; return 1; }
@@ -141,6 +149,7 @@ stack = {
     "operator": {"email": os.environ["OP_EMAIL"], "password": os.environ["OP_PW"], "api_key": op_key, "account_id": op["account"]["id"]},
     "demo": {"email": os.environ["DEMO_EMAIL"], "password": os.environ["DEMO_PW"], "api_key": demo["api_key"]["key"], "account_id": demo["account"]["id"]},
     "stripe_webhook_secret": os.environ["WHSEC"],
+    "twilio": {"account_sid": "AC00000000000000000000000000000001", "auth_token": "local-twilio-auth-token", "verify_service_sid": "VA00000000000000000000000000000001"},
 }
 with open(path, "w") as f:
     json.dump(stack, f, indent=2)

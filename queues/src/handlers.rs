@@ -27,7 +27,8 @@ async fn sweep(ports: &impl JobPorts) -> Result<Value, JobError> {
     let sessions = ports.delete_expired_sessions(now - SESSION_GRACE_MS).await?;
     let webhook_events = ports.delete_webhook_events(now - WEBHOOK_RETENTION_MS).await?;
     let jobs = ports.delete_finished_jobs(now - JOB_RETENTION_MS).await?;
-    Ok(json!({"deleted": {"sessions": sessions, "webhook_events": webhook_events, "jobs": jobs}}))
+    let device_codes = ports.delete_expired_device_codes(now).await?;
+    Ok(json!({"deleted": {"sessions": sessions, "webhook_events": webhook_events, "jobs": jobs, "device_codes": device_codes}}))
 }
 
 async fn refresh_models(ports: &impl JobPorts) -> Result<Value, JobError> {
@@ -71,6 +72,7 @@ mod tests {
         sessions: RefCell<Vec<i64>>,
         webhooks: RefCell<Vec<i64>>,
         jobs: RefCell<Vec<i64>>,
+        device_codes: RefCell<Vec<i64>>,
         upstream: BTreeMap<String, Result<Vec<String>, JobError>>,
         stored: RefCell<BTreeMap<String, Vec<String>>>,
     }
@@ -95,6 +97,9 @@ mod tests {
         async fn delete_finished_jobs(&self, before: i64) -> Result<u64, JobError> {
             Ok(delete_before(&self.jobs, before))
         }
+        async fn delete_expired_device_codes(&self, before: i64) -> Result<u64, JobError> {
+            Ok(delete_before(&self.device_codes, before))
+        }
         fn model_sources(&self) -> Vec<ModelSource> {
             self.upstream.keys().map(|p| ModelSource { provider: p.clone() }).collect()
         }
@@ -115,14 +120,15 @@ mod tests {
             sessions: RefCell::new(vec![now - 2 * DAY_MS, now - DAY_MS / 2, now + DAY_MS]),
             webhooks: RefCell::new(vec![now - 31 * DAY_MS, now - 29 * DAY_MS]),
             jobs: RefCell::new(vec![now - 40 * DAY_MS, now - 1]),
+            device_codes: RefCell::new(vec![now - 1, now + 60_000]),
             ..Default::default()
         };
         let out = block_on(run(&Job::Sweep, &m));
-        assert_eq!(out, Ok(json!({"deleted": {"sessions": 1, "webhook_events": 1, "jobs": 1}})));
+        assert_eq!(out, Ok(json!({"deleted": {"sessions": 1, "webhook_events": 1, "jobs": 1, "device_codes": 1}})));
         assert_eq!(m.sessions.borrow().len(), 2);
         // Running again finds nothing more: the sweep is idempotent.
         let again = block_on(run(&Job::Sweep, &m));
-        assert_eq!(again, Ok(json!({"deleted": {"sessions": 0, "webhook_events": 0, "jobs": 0}})));
+        assert_eq!(again, Ok(json!({"deleted": {"sessions": 0, "webhook_events": 0, "jobs": 0, "device_codes": 0}})));
     }
 
     #[test]

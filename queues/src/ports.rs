@@ -39,6 +39,7 @@ pub trait JobPorts {
     async fn delete_expired_sessions(&self, expired_before_ms: i64) -> Result<u64, JobError>;
     async fn delete_webhook_events(&self, processed_before_ms: i64) -> Result<u64, JobError>;
     async fn delete_finished_jobs(&self, finished_before_ms: i64) -> Result<u64, JobError>;
+    async fn delete_expired_device_codes(&self, expired_before_ms: i64) -> Result<u64, JobError>;
 
     fn model_sources(&self) -> Vec<ModelSource>;
     async fn fetch_model_ids(&self, source: &ModelSource) -> Result<Vec<String>, JobError>;

@@ -26,6 +26,18 @@ pub fn normalize_email(raw: &str) -> Result<String, ApiError> {
     }
 }
 
+/// E.164: `+`, a non-zero digit, then 7 to 14 more digits.
+pub fn normalize_phone(raw: &str) -> Result<String, ApiError> {
+    let phone: String = raw.trim().chars().filter(|c| !matches!(c, ' ' | '-' | '(' | ')')).collect();
+    let digits = phone.strip_prefix('+').unwrap_or("");
+    let ok = (8..=15).contains(&digits.len()) && digits.bytes().all(|b| b.is_ascii_digit()) && !digits.starts_with('0');
+    if ok {
+        Ok(phone)
+    } else {
+        Err(ApiError::bad_request("invalid_phone", "phone must be in E.164 form, like +14155550123"))
+    }
+}
+
 /// The body of `POST /v1/admin/accounts` (and of the bootstrap, without plan).
 #[derive(Debug, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -86,6 +98,14 @@ mod tests {
         assert_eq!(s.plan, "prepaid");
         assert_eq!(s.name, "ada@example.com");
         assert_eq!(s.key_name, "default");
+    }
+
+    #[test]
+    fn phones_must_be_e164() {
+        assert_eq!(normalize_phone(" +1 (415) 555-0123 ").ok().as_deref(), Some("+14155550123"));
+        for bad in ["4155550123", "+0123456789", "+1", "+1415555012345678", "+1415abc0123", ""] {
+            assert!(normalize_phone(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

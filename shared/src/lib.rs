@@ -6,6 +6,7 @@
 
 pub mod accounts;
 pub mod error;
+pub mod jwt;
 pub mod keys;
 pub mod log;
 pub mod money;
@@ -13,4 +14,5 @@ pub mod openapi;
 pub mod password;
 pub mod ratelimit;
 pub mod routes;
+pub mod sessions;
 pub mod time;

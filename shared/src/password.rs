@@ -19,21 +19,29 @@ pub fn hash_password(password: &str, salt: &[u8; 16], iterations: u32) -> String
     format!("pbkdf2-sha256${iterations}${}${}", B64.encode(salt), B64.encode(out))
 }
 
+/// A well-formed hash of no one's password. Sign-in verifies against it when
+/// the account does not exist, so a miss costs the same time as a wrong
+/// password and timing does not reveal which e-mails are registered.
+pub const DECOY_HASH: &str = "pbkdf2-sha256$100000$AAAAAAAAAAAAAAAAAAAAAA$hQ9V3fXkJc2m8y1mS2yP8h1mNqgW7V8dV6j3wqK1w2s";
+
+fn parse(stored: &str) -> Option<(u32, Vec<u8>, Vec<u8>)> {
+    let mut parts = stored.split('$');
+    let (Some("pbkdf2-sha256"), Some(iter), Some(salt), Some(hash), None) = (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
+    else {
+        return None;
+    };
+    let (Ok(iterations), Ok(salt), Ok(expected)) = (iter.parse::<u32>(), B64.decode(salt), B64.decode(hash)) else {
+        return None;
+    };
+    (iterations > 0 && expected.len() == 32).then_some((iterations, salt, expected))
+}
+
 /// Checks a password against a stored hash in constant time. A malformed
 /// stored hash verifies nothing.
 pub fn verify_password(password: &str, stored: &str) -> bool {
-    let mut parts = stored.split('$');
-    let (Some("pbkdf2-sha256"), Some(iter), Some(salt), Some(hash), None) =
-        (parts.next(), parts.next(), parts.next(), parts.next(), parts.next())
-    else {
+    let Some((iterations, salt, expected)) = parse(stored) else {
         return false;
     };
-    let (Ok(iterations), Ok(salt), Ok(expected)) = (iter.parse::<u32>(), B64.decode(salt), B64.decode(hash)) else {
-        return false;
-    };
-    if iterations == 0 || expected.len() != 32 {
-        return false;
-    }
     let mut out = [0u8; 32];
     pbkdf2::pbkdf2_hmac::<Sha256>(password.as_bytes(), &salt, iterations, &mut out);
     constant_time_eq(&out, &expected)
@@ -75,6 +83,12 @@ mod tests {
         for bad in ["", "plain", "pbkdf2-sha256$x$y$z", "pbkdf2-sha256$0$AAAA$AAAA", "bcrypt$10$a$b"] {
             assert!(!verify_password("anything", bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn decoy_is_well_formed_and_matches_nothing() {
+        assert_eq!(parse(DECOY_HASH).map(|(i, s, h)| (i, s.len(), h.len())), Some((ITERATIONS, 16, 32)));
+        assert!(!verify_password("", DECOY_HASH));
     }
 
     #[test]

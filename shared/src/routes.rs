@@ -8,26 +8,59 @@
 pub enum RouteId {
     Health,
     OpenApi,
+    Register,
+    Login,
+    Refresh,
+    Logout,
+    TokenFromKey,
+    PhoneSendCode,
+    PhoneVerifyCode,
+    PhoneRefresh,
+    PhoneLogout,
+    Me,
+    ApiKeysList,
+    ApiKeysCreate,
+    ApiKeysRevoke,
+    ApiKeysRotate,
+    DextoKeysList,
+    DextoKeysCreate,
+    DextoKeysDelete,
+    DextoKeysValidate,
+    Provision,
+    KeysProvision,
+    KeysRotate,
+    KeysValidate,
+    KeysList,
+    DeviceStart,
+    DevicePoll,
+    DeviceApprove,
+    DeviceDeny,
     AdminBootstrap,
+    AdminListUsers,
     AdminCreateAccount,
     AdminGetAccount,
+    AdminSuspendAccount,
+    AdminReactivateAccount,
     AdminCreditAccount,
     AdminListJobs,
     AdminEnqueueJob,
     AdminGetJob,
-    KeysValidate,
-    Me,
 }
 
 /// Who may call a route; checked by the Worker before the handler runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Access {
+    /// No credentials (the handler may read its own, e.g. a refresh token).
     Public,
     /// The one-time operator bootstrap secret.
     BootstrapToken,
-    /// Any active API key.
+    /// An active API key.
     ApiKey,
-    /// An API key or session of a user with the global operator role.
+    /// A signed-in session's access token (JWT), not an API key.
+    Session,
+    /// A session token or an API key.
+    User,
+    /// A session or key of a user with the global operator role.
     Operator,
 }
 
@@ -43,18 +76,54 @@ const fn r(method: &'static str, path: &'static str, id: RouteId, access: Access
     Route { id, method, path, access }
 }
 
+use Access::*;
+use RouteId::*;
+
 pub const ROUTES: &[Route] = &[
-    r("GET", "/health", RouteId::Health, Access::Public),
-    r("GET", "/openapi.json", RouteId::OpenApi, Access::Public),
-    r("GET", "/keys/validate", RouteId::KeysValidate, Access::ApiKey),
-    r("GET", "/v1/me", RouteId::Me, Access::ApiKey),
-    r("POST", "/v1/admin/bootstrap", RouteId::AdminBootstrap, Access::BootstrapToken),
-    r("POST", "/v1/admin/accounts", RouteId::AdminCreateAccount, Access::Operator),
-    r("GET", "/v1/admin/accounts/:id", RouteId::AdminGetAccount, Access::Operator),
-    r("POST", "/v1/admin/accounts/:id/credits", RouteId::AdminCreditAccount, Access::Operator),
-    r("GET", "/v1/admin/jobs", RouteId::AdminListJobs, Access::Operator),
-    r("POST", "/v1/admin/jobs", RouteId::AdminEnqueueJob, Access::Operator),
-    r("GET", "/v1/admin/jobs/:id", RouteId::AdminGetJob, Access::Operator),
+    r("GET", "/health", Health, Public),
+    r("GET", "/openapi.json", OpenApi, Public),
+    // Sign-in, e-mail and password (Dex).
+    r("POST", "/v1/auth/register", Register, Public),
+    r("POST", "/v1/auth/login", Login, Public),
+    r("POST", "/v1/auth/refresh", Refresh, Public),
+    r("POST", "/v1/auth/logout", Logout, Public),
+    r("POST", "/v1/auth/token", TokenFromKey, ApiKey),
+    // Sign-in by phone (Karen tenants).
+    r("POST", "/auth/send-code", PhoneSendCode, Public),
+    r("POST", "/auth/verify-code", PhoneVerifyCode, Public),
+    r("POST", "/auth/refresh", PhoneRefresh, Public),
+    r("POST", "/auth/logout", PhoneLogout, Public),
+    r("GET", "/v1/me", Me, User),
+    // API keys (Dex).
+    r("GET", "/v1/api-keys", ApiKeysList, Session),
+    r("POST", "/v1/api-keys", ApiKeysCreate, Session),
+    r("DELETE", "/v1/api-keys/:id", ApiKeysRevoke, Session),
+    r("POST", "/v1/api-keys/:id/rotate", ApiKeysRotate, Session),
+    // API keys (Dexto CLI, both its January 2026 and current forms).
+    r("GET", "/api/keys", DextoKeysList, Session),
+    r("POST", "/api/keys", DextoKeysCreate, Session),
+    r("DELETE", "/api/keys/:id", DextoKeysDelete, Session),
+    r("GET", "/api/keys/validate", DextoKeysValidate, Public),
+    r("POST", "/api/provision", Provision, Session),
+    r("POST", "/keys/provision", KeysProvision, Session),
+    r("POST", "/keys/rotate", KeysRotate, ApiKey),
+    r("GET", "/keys/validate", KeysValidate, Public),
+    r("GET", "/keys/list", KeysList, User),
+    r("POST", "/api/auth/device/start", DeviceStart, Public),
+    r("POST", "/api/auth/device/poll", DevicePoll, Public),
+    r("POST", "/api/auth/device/approve", DeviceApprove, Session),
+    r("POST", "/api/auth/device/deny", DeviceDeny, Session),
+    // Operators.
+    r("POST", "/v1/admin/bootstrap", AdminBootstrap, BootstrapToken),
+    r("GET", "/v1/admin/users", AdminListUsers, Operator),
+    r("POST", "/v1/admin/accounts", AdminCreateAccount, Operator),
+    r("GET", "/v1/admin/accounts/:id", AdminGetAccount, Operator),
+    r("POST", "/v1/admin/accounts/:id/suspend", AdminSuspendAccount, Operator),
+    r("POST", "/v1/admin/accounts/:id/reactivate", AdminReactivateAccount, Operator),
+    r("POST", "/v1/admin/accounts/:id/credits", AdminCreditAccount, Operator),
+    r("GET", "/v1/admin/jobs", AdminListJobs, Operator),
+    r("POST", "/v1/admin/jobs", AdminEnqueueJob, Operator),
+    r("GET", "/v1/admin/jobs/:id", AdminGetJob, Operator),
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -138,13 +207,13 @@ mod tests {
     fn matches_static_and_param_routes() {
         match match_route("GET", "/v1/admin/accounts/acct_1") {
             RouteMatch::Found(r, p) => {
-                assert_eq!(r.id, RouteId::AdminGetAccount);
+                assert_eq!(r.id, AdminGetAccount);
                 assert_eq!(p.get("id"), Some("acct_1"));
             }
             other => panic!("{other:?}"),
         }
-        assert!(matches!(match_route("GET", "/health/"), RouteMatch::Found(r, _) if r.id == RouteId::Health));
-        assert!(matches!(match_route("HEAD", "/health"), RouteMatch::Found(r, _) if r.id == RouteId::Health));
+        assert!(matches!(match_route("GET", "/health/"), RouteMatch::Found(r, _) if r.id == Health));
+        assert!(matches!(match_route("HEAD", "/health"), RouteMatch::Found(r, _) if r.id == Health));
     }
 
     #[test]

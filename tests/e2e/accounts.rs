@@ -39,6 +39,7 @@ async fn operator_creates_an_account_whose_key_works() {
     let v = s.get("/keys/validate", Some(&key)).await;
     assert_eq!(v.status, 200);
     assert_eq!(v.body["valid"], true);
+    assert_eq!(v.body["accountId"], account_id.as_str());
 }
 
 #[tokio::test]
@@ -67,7 +68,8 @@ async fn missing_bad_and_malformed_keys_are_401() {
     let s = stack();
     s.get("/v1/me", None).await.assert_error(401, "invalid_api_key");
     s.get("/v1/me", Some("pk_live_000000000000000000000000000000000")).await.assert_error(401, "invalid_api_key");
-    s.get("/v1/me", Some("not-a-key")).await.assert_error(401, "invalid_api_key");
+    // Anything that is not a key is read as a session token, and refused as one.
+    s.get("/v1/me", Some("not-a-key")).await.assert_error(401, "invalid_token");
     let r = s.http.get(s.url("/v1/me")).header("authorization", "Basic abc").send().await.expect("sent");
     crate::common::answer(r).await.assert_error(401, "invalid_api_key");
     // x-api-key works as well as Authorization (Anthropic SDK style).
@@ -84,6 +86,7 @@ async fn admin_routes_need_the_operator_role() {
         .await
         .assert_error(403, "operator_required");
     s.get("/v1/admin/jobs", None).await.assert_error(401, "invalid_api_key");
+    s.send("DELETE", "/v1/admin/jobs", Some(&s.demo_key), None).await.assert_error(405, "method_not_allowed");
 }
 
 #[tokio::test]

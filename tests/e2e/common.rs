@@ -171,6 +171,47 @@ impl Stack {
     }
 }
 
+/// A signed-in user of a fresh account: (access token, refresh token, body).
+pub struct Session {
+    pub token: String,
+    pub refresh: String,
+    pub email: String,
+    pub password: String,
+    pub account_id: String,
+    pub user_id: String,
+}
+
+impl Stack {
+    pub async fn register(&self, label: &str) -> Session {
+        let email = format!("{label}-{}@e2e.test", unique());
+        let password = "e2e-password-123".to_string();
+        let r = self.post("/v1/auth/register", None, json!({"email": email, "password": password})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        Session {
+            token: r.body["token"].as_str().unwrap_or_default().into(),
+            refresh: r.body["refresh_token"].as_str().unwrap_or_default().into(),
+            account_id: r.body["user"]["account_id"].as_str().unwrap_or_default().into(),
+            user_id: r.body["user"]["id"].as_str().unwrap_or_default().into(),
+            email,
+            password,
+        }
+    }
+
+    /// A new API key for a signed-in user (via the Dex route).
+    pub async fn create_key(&self, session_token: &str, name: &str) -> (String, String) {
+        let r = self.post("/v1/api-keys", Some(session_token), json!({"name": name})).await;
+        assert_eq!(r.status, 201, "{}", r.text);
+        (r.body["id"].as_str().unwrap_or_default().into(), r.body["key"].as_str().unwrap_or_default().into())
+    }
+}
+
+/// The code the Twilio Verify fake "texted" to this number.
+pub async fn twilio_code(s: &Stack, phone: &str) -> String {
+    let r = s.http.get(format!("{}/__fakes/twilio/verifications", s.fakes)).query(&[("to", phone)]).send().await.expect("fakes reachable");
+    let v: Value = r.json().await.unwrap_or(Value::Null);
+    v["code"].as_str().unwrap_or_default().to_string()
+}
+
 pub fn unique() -> String {
     use std::sync::atomic::{AtomicU64, Ordering};
     static N: AtomicU64 = AtomicU64::new(0);

@@ -5,6 +5,8 @@
 mod common;
 
 mod accounts;
+mod auth;
 mod jobs;
+mod keys;
 mod platform;
 mod wallet_and_limits;

@@ -75,7 +75,7 @@ async fn key_rate_limit_is_a_token_bucket_with_retry_after() {
     let mut statuses = Vec::new();
     let mut refused = None;
     for _ in 0..14 {
-        let a = s.get("/keys/validate", Some(&key)).await;
+        let a = s.get("/v1/me", Some(&key)).await;
         statuses.push(a.status);
         if a.status == 429 && refused.is_none() {
             refused = Some(a);
@@ -93,5 +93,5 @@ async fn key_rate_limit_is_a_token_bucket_with_retry_after() {
     assert!((1..=60).contains(&retry), "{retry}");
     // Another key is not affected: the bucket is per key.
     let (_, other) = s.new_account("limits-other").await;
-    assert_eq!(s.get("/keys/validate", Some(&other)).await.status, 200);
+    assert_eq!(s.get("/v1/me", Some(&other)).await.status, 200);
 }

@@ -1,73 +1,209 @@
-//! Who is calling: API keys (cached key context), operators, the bootstrap
-//! secret, and the per-key rate limit.
+//! Who is calling: API keys (cached key context), session access tokens
+//! (JWT), operators, the bootstrap secret, and the limiters in front of them.
 
 use dex_shared::error::ApiError;
+use dex_shared::jwt::{self, AccessClaims, SigningKeys};
 use dex_shared::keys::{constant_time_eq, keyed_hash, looks_like_api_key};
 use dex_shared::ratelimit::{BucketRule, Decision};
 use serde_json::json;
 use worker::{Method, Request};
 
 use crate::durable;
-use crate::edge::{bearer, Ctx, OrInternal};
+use crate::edge::{bearer, header, Ctx, OrInternal};
+use crate::logging;
 use crate::repositories::api_keys::{self, KeyContext};
+use crate::repositories::accounts;
 
-/// Key contexts are cached this long; revocation deletes the entry at once.
+/// Key contexts are cached this long; revoke, rotate and suspension delete
+/// the entry at once.
 const KEY_CACHE_TTL_SECS: u64 = 60;
+/// `last_used_at` is written at most this often per key (not once per request).
+const LAST_USED_EVERY_MS: i64 = 60_000;
 
-fn cache_key(key_hash: &str) -> String {
+/// The authenticated caller, however they authenticated.
+#[derive(Debug, Clone)]
+pub struct Principal {
+    pub user_id: String,
+    pub account_id: String,
+    pub tenant_id: Option<String>,
+    pub role: String,
+    pub is_operator: bool,
+    pub via: Via,
+}
+
+#[derive(Debug, Clone)]
+pub enum Via {
+    Key(KeyContext),
+    /// A session access token; `sid` is its session family.
+    Session { sid: String },
+}
+
+impl Principal {
+    pub fn key(&self) -> Option<&KeyContext> {
+        match &self.via {
+            Via::Key(k) => Some(k),
+            Via::Session { .. } => None,
+        }
+    }
+
+    /// Owners and admins manage every key of their account; members their own.
+    pub fn manages_account_keys(&self) -> bool {
+        self.role == "owner" || self.role == "admin"
+    }
+
+}
+
+impl From<KeyContext> for Principal {
+    fn from(k: KeyContext) -> Self {
+        Principal {
+            user_id: k.user_id.clone(),
+            account_id: k.account_id.clone(),
+            tenant_id: k.tenant_id.clone(),
+            role: k.role.clone(),
+            is_operator: k.is_operator == 1,
+            via: Via::Key(k),
+        }
+    }
+}
+
+pub fn key_cache_key(key_hash: &str) -> String {
     format!("keyctx:{key_hash}")
 }
 
-fn pepper(ctx: &Ctx) -> Result<String, ApiError> {
-    ctx.config().key_pepper().ok_or_else(|| {
-        crate::logging::emit(crate::logging::error("config.missing_secret").field("name", "KEY_PEPPER"));
-        ApiError::unavailable("not_configured", "API keys cannot be checked: the service is not configured.")
-    })
+fn session_revoked_key(sid: &str) -> String {
+    format!("sesrev:{sid}")
 }
 
-pub fn hash_key(ctx: &Ctx, full_key: &str) -> Result<String, ApiError> {
-    Ok(keyed_hash(pepper(ctx)?.as_bytes(), full_key))
+fn not_configured(name: &str) -> ApiError {
+    logging::emit(logging::error("config.missing_secret").field("name", name));
+    ApiError::unavailable("not_configured", "The service is not fully configured; try again later.")
 }
 
-/// Authenticates the request's API key. 401 for a missing, malformed,
-/// unknown or revoked key (the same message for each, so nothing is learned
-/// by probing); 403 when the key is good but its account is suspended.
+pub fn hash_secret(ctx: &Ctx, secret: &str) -> Result<String, ApiError> {
+    let pepper = ctx.config().key_pepper().ok_or_else(|| not_configured("KEY_PEPPER"))?;
+    Ok(keyed_hash(pepper.as_bytes(), secret))
+}
+
+pub fn signing_keys(ctx: &Ctx) -> Result<SigningKeys, ApiError> {
+    let spec = ctx.config().get("JWT_SIGNING_KEYS").ok_or_else(|| not_configured("JWT_SIGNING_KEYS"))?;
+    SigningKeys::parse(&spec).map_err(|_| not_configured("JWT_SIGNING_KEYS"))
+}
+
+pub fn issue_access_token(ctx: &Ctx, claims: &AccessClaims) -> Result<String, ApiError> {
+    jwt::issue(&signing_keys(ctx)?, claims, ctx.now_ms()).or_internal("sign access token")
+}
+
+/// Ends a session family's access tokens before they expire on their own.
+pub async fn revoke_session_family(ctx: &Ctx, sid: &str) -> Result<(), ApiError> {
+    let kv = ctx.env.kv("CACHE").or_internal("binding CACHE")?;
+    kv.put(&session_revoked_key(sid), "1")
+        .or_internal("kv put")?
+        .expiration_ttl((jwt::ACCESS_TTL_SECS + 60) as u64)
+        .execute()
+        .await
+        .or_internal("kv put")
+}
+
+/// Forgets cached key contexts (after revoke, rotate, suspension).
+pub async fn forget_keys(ctx: &Ctx, key_hashes: &[String]) {
+    if let Ok(kv) = ctx.env.kv("CACHE") {
+        for h in key_hashes {
+            let _ = kv.delete(&key_cache_key(h)).await;
+        }
+    }
+}
+
+fn missing_credentials() -> ApiError {
+    ApiError::unauthorized("Missing credentials. Send 'Authorization: Bearer <API key or session token>'.")
+}
+
+/// Authenticates an API key. 401 for a missing, malformed, unknown or revoked
+/// key (one message for all, so probing learns nothing); 403 when the key is
+/// good but its account is suspended.
 pub async fn api_key(ctx: &Ctx, req: &Request) -> Result<KeyContext, ApiError> {
-    let presented = bearer(req)
-        .ok_or_else(|| ApiError::unauthorized("Missing API key. Send it as 'Authorization: Bearer pk_live_…' or 'x-api-key'."))?;
-    if !looks_like_api_key(&presented) {
+    let presented = bearer(req).ok_or_else(|| ApiError::unauthorized("Missing API key. Send it as 'Authorization: Bearer pk_live_…' or 'x-api-key'."))?;
+    key_context(ctx, &presented).await
+}
+
+pub async fn key_context(ctx: &Ctx, presented: &str) -> Result<KeyContext, ApiError> {
+    if !looks_like_api_key(presented) {
         return Err(ApiError::unauthorized("Invalid API key."));
     }
-    let hash = hash_key(ctx, &presented)?;
+    let hash = hash_secret(ctx, presented)?;
     let kv = ctx.env.kv("CACHE").or_internal("binding CACHE")?;
-    let cached = kv.get(&cache_key(&hash)).json::<KeyContext>().await.ok().flatten();
+    let cached = kv.get(&key_cache_key(&hash)).json::<KeyContext>().await.ok().flatten();
     let key = match cached {
         Some(k) => k,
         None => {
-            let found = api_keys::context_by_hash(&ctx.db()?, &hash, ctx.now_ms()).await.or_internal("key lookup")?;
-            let k = found.ok_or_else(|| ApiError::unauthorized("Invalid API key."))?;
-            if let Ok(put) = kv.put(&cache_key(&hash), &k) {
+            let db = ctx.db()?;
+            let now = ctx.now_ms();
+            let k = api_keys::context_by_hash(&db, &hash, now).await.or_internal("key lookup")?.ok_or_else(|| ApiError::unauthorized("Invalid API key."))?;
+            if let Ok(put) = kv.put(&key_cache_key(&hash), &k) {
                 // A failed cache write only costs a D1 read next time.
                 let _ = put.expiration_ttl(KEY_CACHE_TTL_SECS).execute().await;
+            }
+            // Written on cache misses only, and only when stale: about once a
+            // minute per key, never once per request.
+            if k.last_used_at.is_none_or(|t| now - t >= LAST_USED_EVERY_MS) {
+                let _ = api_keys::touch(&db, &k.key_id, now, LAST_USED_EVERY_MS).await;
             }
             k
         }
     };
     if key.account_status != "active" {
-        return Err(ApiError::forbidden(
-            "account_suspended",
-            "This account is suspended. Contact support or settle the outstanding invoice.",
-        ));
+        return Err(suspended());
     }
     Ok(key)
 }
 
-pub async fn operator(ctx: &Ctx, req: &Request) -> Result<KeyContext, ApiError> {
-    let key = api_key(ctx, req).await?;
-    if key.is_operator != 1 {
+fn suspended() -> ApiError {
+    ApiError::forbidden("account_suspended", "This account is suspended. Contact support or settle the outstanding invoice.")
+}
+
+/// Authenticates a session access token (JWT).
+pub async fn session(ctx: &Ctx, req: &Request) -> Result<Principal, ApiError> {
+    let token = bearer(req).ok_or_else(missing_credentials)?;
+    if looks_like_api_key(&token) {
+        return Err(ApiError::unauthorized("This route needs a signed-in session, not an API key."));
+    }
+    session_from_token(ctx, &token).await
+}
+
+async fn session_from_token(ctx: &Ctx, token: &str) -> Result<Principal, ApiError> {
+    let claims = jwt::verify(&signing_keys(ctx)?, token, ctx.now_ms()).map_err(|e| {
+        logging::emit(logging::info("auth.token_refused").field("reason", e.to_string()));
+        ApiError::new(401, "authentication_error", "invalid_token", "Invalid or expired session token.")
+    })?;
+    let kv = ctx.env.kv("CACHE").or_internal("binding CACHE")?;
+    if kv.get(&session_revoked_key(&claims.sid)).text().await.ok().flatten().is_some() {
+        return Err(ApiError::new(401, "authentication_error", "invalid_token", "This session has ended. Sign in again."));
+    }
+    // Suspension must bite within the token's lifetime too.
+    let account = accounts::get(&ctx.db()?, &claims.account_id).await.or_internal("account lookup")?;
+    match account {
+        Some(a) if a.status == "active" => {}
+        Some(_) => return Err(suspended()),
+        None => return Err(ApiError::new(401, "authentication_error", "invalid_token", "Invalid or expired session token.")),
+    }
+    Ok(Principal { user_id: claims.sub, account_id: claims.account_id, tenant_id: claims.tenant_id, role: claims.role, is_operator: claims.op, via: Via::Session { sid: claims.sid } })
+}
+
+/// A session token or an API key, whichever was sent.
+pub async fn user(ctx: &Ctx, req: &Request) -> Result<Principal, ApiError> {
+    let token = bearer(req).ok_or_else(missing_credentials)?;
+    if looks_like_api_key(&token) {
+        Ok(Principal::from(key_context(ctx, &token).await?))
+    } else {
+        session_from_token(ctx, &token).await
+    }
+}
+
+pub async fn operator(ctx: &Ctx, req: &Request) -> Result<Principal, ApiError> {
+    let p = user(ctx, req).await?;
+    if !p.is_operator {
         return Err(ApiError::forbidden("operator_required", "This route needs the operator role."));
     }
-    Ok(key)
+    Ok(p)
 }
 
 /// The `ADMIN_BOOTSTRAP_TOKEN` secret, compared in constant time.
@@ -82,21 +218,18 @@ pub fn bootstrap_token(ctx: &Ctx, req: &Request) -> Result<(), ApiError> {
     Ok(())
 }
 
-pub fn request_rule(ctx: &Ctx) -> BucketRule {
+fn rule(ctx: &Ctx, prefix: &str, default: BucketRule) -> BucketRule {
     let c = ctx.config();
-    let d = BucketRule::DEFAULT_REQUESTS;
     BucketRule {
-        per_minute: c.get_u64("RATE_LIMIT_PER_MINUTE", d.per_minute as u64) as u32,
-        burst: c.get_u64("RATE_LIMIT_BURST", d.burst as u64) as u32,
+        per_minute: c.get_u64(&format!("{prefix}_PER_MINUTE"), default.per_minute as u64) as u32,
+        burst: c.get_u64(&format!("{prefix}_BURST"), default.burst as u64) as u32,
     }
 }
 
-/// Takes one request from the key's bucket; 429 with `Retry-After` when empty.
-pub async fn rate_limit(ctx: &Ctx, key: &KeyContext) -> Result<Decision, ApiError> {
-    let rule = request_rule(ctx);
+/// Takes one token from the named bucket (one LIMITER object per name).
+async fn take(ctx: &Ctx, bucket: &str, rule: BucketRule) -> Result<Decision, ApiError> {
     let body = json!({"rule": rule, "cost": 1, "now_ms": ctx.now_ms()});
-    let (status, decision) =
-        durable::call::<Decision>(&ctx.env, "LIMITER", &key.key_id, Method::Post, "/take", Some(&body)).await.or_internal("limiter")?;
+    let (status, decision) = durable::call::<Decision>(&ctx.env, "LIMITER", bucket, Method::Post, "/take", Some(&body)).await.or_internal("limiter")?;
     if status != 200 {
         return Err(ApiError::internal());
     }
@@ -105,3 +238,35 @@ pub async fn rate_limit(ctx: &Ctx, key: &KeyContext) -> Result<Decision, ApiErro
     }
     Ok(decision)
 }
+
+/// Per-key request limit; 429 with `Retry-After` when the bucket is empty.
+pub async fn rate_limit(ctx: &Ctx, key: &KeyContext) -> Result<Decision, ApiError> {
+    take(ctx, &format!("key:{}", key.key_id), rule(ctx, "RATE_LIMIT", BucketRule::DEFAULT_REQUESTS)).await
+}
+
+fn client_ip(req: &Request) -> String {
+    header(req, "cf-connecting-ip").unwrap_or_else(|| "unknown".into())
+}
+
+/// Password guessing is slowed per e-mail (5 at once, then 1 a minute) and
+/// per client IP. The e-mail is hashed so bucket names hold no PII.
+pub async fn throttle_login(ctx: &Ctx, req: &Request, identifier: &str) -> Result<(), ApiError> {
+    let who = hash_secret(ctx, &identifier.to_ascii_lowercase())?;
+    take(ctx, &format!("login-id:{who}"), rule(ctx, "LOGIN_ID", BucketRule { per_minute: 1, burst: 5 })).await?;
+    throttle_ip(ctx, req).await
+}
+
+/// Sign-up, code sending and device starts: per client IP.
+pub async fn throttle_ip(ctx: &Ctx, req: &Request) -> Result<(), ApiError> {
+    take(ctx, &format!("login-ip:{}", client_ip(req)), rule(ctx, "LOGIN_IP", BucketRule { per_minute: 20, burst: 20 })).await.map(|_| ())
+}
+
+/// Looks the account up and refuses if it is not active.
+pub async fn require_active_account(ctx: &Ctx, account_id: &str) -> Result<(), ApiError> {
+    match accounts::get(&ctx.db()?, account_id).await.or_internal("account lookup")? {
+        Some(a) if a.status == "active" => Ok(()),
+        Some(_) => Err(suspended()),
+        None => Err(ApiError::unauthorized("Invalid credentials.")),
+    }
+}
+

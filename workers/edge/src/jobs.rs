@@ -5,14 +5,14 @@ use std::time::Duration;
 
 use dex_queues::ports::ModelSource;
 use dex_queues::{retry, Job, JobEnvelope, JobError, JobPorts, Trigger};
-use futures_util::future::{select, Either};
 use serde_json::Value;
-use worker::{Env, Fetch, Headers, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder, Request, RequestInit};
+use worker::{Env, Headers, MessageBatch, MessageExt, Method, QueueRetryOptionsBuilder};
 
 use crate::config::Config;
 use crate::ids::new_id;
 use crate::logging::{self, now_ms};
-use crate::repositories::{jobs as history, sessions, webhook_events};
+use crate::providers::http::call_json;
+use crate::repositories::{device_codes, jobs as history, sessions, webhook_events};
 
 /// Upstream calls made by jobs give up after this long.
 const UPSTREAM_TIMEOUT: Duration = Duration::from_secs(15);
@@ -187,6 +187,10 @@ impl JobPorts for WorkerPorts<'_> {
         history::delete_finished_before(&self.db()?, before).await.map_err(d1_err)
     }
 
+    async fn delete_expired_device_codes(&self, before: i64) -> Result<u64, JobError> {
+        device_codes::delete_expired(&self.db()?, before).await.map_err(d1_err)
+    }
+
     fn model_sources(&self) -> Vec<ModelSource> {
         ["openai", "openrouter"]
             .into_iter()
@@ -233,17 +237,5 @@ async fn get_json(url: &str, key: &str) -> Result<(u16, Value), String> {
     let headers = Headers::new();
     headers.set("authorization", &format!("Bearer {key}")).map_err(|e| e.to_string())?;
     headers.set("accept", "application/json").map_err(|e| e.to_string())?;
-    let mut init = RequestInit::new();
-    init.with_method(Method::Get).with_headers(headers);
-    let req = Request::new_with_init(url, &init).map_err(|e| e.to_string())?;
-    let fetch = Fetch::Request(req);
-    let send = Box::pin(fetch.send());
-    let timeout = Box::pin(worker::Delay::from(UPSTREAM_TIMEOUT));
-    let mut resp = match select(send, timeout).await {
-        Either::Left((r, _)) => r.map_err(|e| format!("connect failed: {e}"))?,
-        Either::Right(_) => return Err(format!("timed out after {} s", UPSTREAM_TIMEOUT.as_secs())),
-    };
-    let status = resp.status_code();
-    let body = resp.json::<Value>().await.unwrap_or(Value::Null);
-    Ok((status, body))
+    call_json(Method::Get, url, headers, None, UPSTREAM_TIMEOUT).await.map_err(|e| e.to_string())
 }

@@ -11,6 +11,7 @@ mod handlers;
 mod ids;
 mod jobs;
 mod logging;
+mod providers;
 mod repositories;
 mod router;
 

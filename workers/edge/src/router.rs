@@ -8,10 +8,10 @@ use worker::{Env, Request, Response};
 
 use crate::auth;
 use crate::edge::{error_response, header, Ctx, HandlerResult};
-use crate::handlers::{accounts, health, jobs, keys};
+use crate::auth::Principal;
+use crate::handlers::{accounts, auth as auth_routes, device, health, jobs, keys};
 use crate::ids::request_id;
 use crate::logging::{self, now_ms};
-use crate::repositories::api_keys::KeyContext;
 
 pub async fn handle(req: Request, env: Env) -> Response {
     let started = now_ms();
@@ -53,8 +53,11 @@ pub async fn handle(req: Request, env: Env) -> Response {
         .field("route", route_label)
         .field("status", resp.status_code())
         .field("duration_ms", now_ms() - started);
-    if let Some(k) = who {
-        line = line.field("key_id", k.key_id).field("account_id", k.account_id);
+    if let Some(p) = who {
+        line = line.field("account_id", p.account_id.as_str());
+        if let Some(k) = p.key() {
+            line = line.field("key_id", k.key_id.as_str());
+        }
     }
     logging::emit(line);
     resp
@@ -93,50 +96,77 @@ fn with_rate_headers(resp: HandlerResult, d: &Decision) -> HandlerResult {
 }
 
 /// Checks access, then calls the route's handler. Every `RouteId` has an arm.
-async fn dispatch(ctx: &Ctx, req: Request, id: RouteId, access: Access, params: &Params) -> (HandlerResult, Option<KeyContext>) {
-    let mut decision = None;
-    let key = match access {
-        Access::Public => None,
-        Access::BootstrapToken => match auth::bootstrap_token(ctx, &req) {
-            Ok(()) => None,
-            Err(e) => return (Err(e), None),
-        },
-        Access::ApiKey => match auth::api_key(ctx, &req).await {
-            Ok(k) => match auth::rate_limit(ctx, &k).await {
-                Ok(d) => {
-                    decision = Some(d);
-                    Some(k)
-                }
-                Err(e) => return (Err(e), Some(k)),
-            },
-            Err(e) => return (Err(e), None),
-        },
-        Access::Operator => match auth::operator(ctx, &req).await {
-            Ok(k) => Some(k),
-            Err(e) => return (Err(e), None),
-        },
+async fn dispatch(ctx: &Ctx, req: Request, id: RouteId, access: Access, params: &Params) -> (HandlerResult, Option<Principal>) {
+    let who = match access {
+        Access::Public => Ok(None),
+        Access::BootstrapToken => auth::bootstrap_token(ctx, &req).map(|_| None),
+        Access::ApiKey => auth::api_key(ctx, &req).await.map(|k| Some(Principal::from(k))),
+        Access::Session => auth::session(ctx, &req).await.map(Some),
+        Access::User => auth::user(ctx, &req).await.map(Some),
+        Access::Operator => auth::operator(ctx, &req).await.map(Some),
     };
-    let result = route(ctx, req, id, params, key.as_ref()).await;
+    let who = match who {
+        Ok(w) => w,
+        Err(e) => return (Err(e), None),
+    };
+    // Every request made with an API key draws from that key's bucket;
+    // operators' keys (automation of this service itself) are exempt.
+    let decision = match who.as_ref().filter(|p| !p.is_operator).and_then(Principal::key) {
+        Some(k) => match auth::rate_limit(ctx, k).await {
+            Ok(d) => Some(d),
+            Err(e) => return (Err(e), who),
+        },
+        None => None,
+    };
+    let result = match &who {
+        Some(p) => route(ctx, req, id, params, Some(p)).await,
+        None => route(ctx, req, id, params, None).await,
+    };
     let result = match &decision {
         Some(d) => with_rate_headers(result, d),
         None => result,
     };
-    (result, key)
+    (result, who)
 }
 
-async fn route(ctx: &Ctx, req: Request, id: RouteId, params: &Params, key: Option<&KeyContext>) -> HandlerResult {
-    let key = || key.ok_or_else(|| ApiError::unauthorized("Missing API key."));
+async fn route(ctx: &Ctx, req: Request, id: RouteId, params: &Params, who: Option<&Principal>) -> HandlerResult {
+    let who = || who.ok_or_else(|| ApiError::unauthorized("Missing credentials."));
+    let id_param = || param(params, "id");
     match id {
         RouteId::Health => health::get(ctx).await,
         RouteId::OpenApi => health::openapi(),
-        RouteId::KeysValidate => keys::validate(key()?),
-        RouteId::Me => keys::me(ctx, key()?).await,
+        RouteId::Register => auth_routes::register(ctx, req).await,
+        RouteId::Login => auth_routes::login(ctx, req).await,
+        RouteId::Refresh | RouteId::PhoneRefresh => auth_routes::refresh(ctx, req).await,
+        RouteId::Logout | RouteId::PhoneLogout => auth_routes::logout(ctx, req).await,
+        RouteId::TokenFromKey => auth_routes::token_from_key(ctx, who()?).await,
+        RouteId::PhoneSendCode => auth_routes::send_code(ctx, req).await,
+        RouteId::PhoneVerifyCode => auth_routes::verify_code(ctx, req).await,
+        RouteId::Me => auth_routes::me(ctx, who()?).await,
+        RouteId::ApiKeysList => keys::v1_list(ctx, who()?).await,
+        RouteId::ApiKeysCreate => keys::v1_create(ctx, who()?, req).await,
+        RouteId::ApiKeysRevoke => keys::v1_revoke(ctx, who()?, id_param()?).await,
+        RouteId::ApiKeysRotate => keys::v1_rotate(ctx, who()?, id_param()?).await,
+        RouteId::DextoKeysList => keys::dexto_list(ctx, who()?).await,
+        RouteId::DextoKeysCreate => keys::dexto_create(ctx, who()?, req).await,
+        RouteId::DextoKeysDelete => keys::dexto_delete(ctx, who()?, id_param()?).await,
+        RouteId::DextoKeysValidate | RouteId::KeysValidate => keys::validate(ctx, &req).await,
+        RouteId::Provision | RouteId::KeysProvision => keys::provision(ctx, who()?, req).await,
+        RouteId::KeysRotate => keys::rotate_presented(ctx, who()?).await,
+        RouteId::KeysList => keys::list_compat(ctx, who()?).await,
+        RouteId::DeviceStart => device::start(ctx, req).await,
+        RouteId::DevicePoll => device::poll(ctx, req).await,
+        RouteId::DeviceApprove => device::approve(ctx, who()?, req).await,
+        RouteId::DeviceDeny => device::deny(ctx, who()?, req).await,
         RouteId::AdminBootstrap => accounts::bootstrap(ctx, req).await,
+        RouteId::AdminListUsers => accounts::list_users(ctx, &req).await,
         RouteId::AdminCreateAccount => accounts::create(ctx, req).await,
-        RouteId::AdminGetAccount => accounts::get(ctx, param(params, "id")?).await,
-        RouteId::AdminCreditAccount => accounts::credit(ctx, param(params, "id")?, req).await,
+        RouteId::AdminGetAccount => accounts::get(ctx, id_param()?).await,
+        RouteId::AdminSuspendAccount => accounts::set_status(ctx, id_param()?, req, true).await,
+        RouteId::AdminReactivateAccount => accounts::set_status(ctx, id_param()?, req, false).await,
+        RouteId::AdminCreditAccount => accounts::credit(ctx, id_param()?, req).await,
         RouteId::AdminListJobs => jobs::list(ctx, &req).await,
         RouteId::AdminEnqueueJob => jobs::enqueue(ctx, req).await,
-        RouteId::AdminGetJob => jobs::get(ctx, param(params, "id")?).await,
+        RouteId::AdminGetJob => jobs::get(ctx, id_param()?).await,
     }
 }

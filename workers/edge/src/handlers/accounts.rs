@@ -10,15 +10,15 @@ use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Method, Request};
 
-use crate::auth::hash_key;
+use crate::auth::{self, hash_secret};
 use crate::durable;
-use crate::edge::{json_response, read_json, Ctx, HandlerResult, OrInternal};
+use crate::edge::{json_response, query_param, read_json, Ctx, HandlerResult, OrInternal};
 use crate::ids::{new_api_key, new_id, random_bytes};
 use crate::logging;
 use crate::repositories::accounts::{self, AccountRow, NewAccount};
 use crate::repositories::api_keys::{self, NewKey};
 use crate::repositories::users::{self, NewUser};
-use crate::repositories::{changes, is_unique_violation};
+use crate::repositories::{changes, is_unique_violation, sessions};
 
 fn account_json(a: &AccountRow) -> Value {
     json!({"id": a.id, "name": a.name, "kind": a.kind, "plan": a.plan, "status": a.status, "created_at": rfc3339(a.created_at)})
@@ -42,7 +42,7 @@ async fn create_owner_account(ctx: &Ctx, spec: &AccountSpec, operator: bool) -> 
     let user_id = new_id("usr");
     let key_id = new_id("key");
     let minted = new_api_key();
-    let key_hash = hash_key(ctx, &minted.full_key)?;
+    let key_hash = hash_secret(ctx, &minted.full_key)?;
     let password_hash = hash_password(&spec.password, &random_bytes::<16>(), ITERATIONS);
     let account = NewAccount {
         id: &account_id,
@@ -55,9 +55,11 @@ async fn create_owner_account(ctx: &Ctx, spec: &AccountSpec, operator: bool) -> 
         id: &user_id,
         account_id: &account_id,
         email: Some(&spec.email),
+        phone: None,
         password_hash: Some(&password_hash),
         role: "owner",
         is_operator: operator,
+        tenant_id: None,
         now_ms: now,
     };
     let key = NewKey {
@@ -202,4 +204,64 @@ pub async fn credit(ctx: &Ctx, id: &str, mut req: Request) -> HandlerResult {
         }
         _ => Err(ApiError::internal()),
     }
+}
+
+/// `GET /v1/admin/users?limit=&cursor=`: keyset pages, newest last.
+pub async fn list_users(ctx: &Ctx, req: &Request) -> HandlerResult {
+    let limit = match query_param(req, "limit") {
+        None => 50,
+        Some(l) => l.parse::<u32>().ok().filter(|n| (1..=200).contains(n)).ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1 to 200"))?,
+    };
+    let after = match query_param(req, "cursor") {
+        None => None,
+        Some(c) => Some(parse_cursor(&c).ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?),
+    };
+    let rows = users::page(&ctx.db()?, after, limit).await.or_internal("users page")?;
+    let next = if rows.len() as u32 == limit { rows.last().map(|u| format!("{}.{}", u.created_at, u.id)) } else { None };
+    json_response(
+        200,
+        &json!({
+            "data": rows.iter().map(|u| json!({"id": u.id, "account_id": u.account_id, "email": u.email, "phone": u.phone, "role": u.role, "operator": u.is_operator == 1, "status": u.status, "created_at": rfc3339(u.created_at)})).collect::<Vec<_>>(),
+            "next_cursor": next,
+        }),
+    )
+}
+
+fn parse_cursor(c: &str) -> Option<(i64, String)> {
+    let (t, id) = c.split_once('.')?;
+    Some((t.parse().ok()?, id.to_string()))
+}
+
+#[derive(Deserialize, Default)]
+struct StatusBody {
+    #[serde(default)]
+    reason: Option<String>,
+}
+
+/// `POST /v1/admin/accounts/:id/suspend` and `/reactivate`. Suspension
+/// takes effect at once: cached key contexts are dropped and live sessions
+/// ended.
+pub async fn set_status(ctx: &Ctx, id: &str, mut req: Request, suspend: bool) -> HandlerResult {
+    let bytes = crate::edge::read_body(&mut req, ctx.config().max_body_bytes()).await?;
+    let body: StatusBody = if bytes.iter().all(u8::is_ascii_whitespace) { StatusBody::default() } else { serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)? };
+    let reason = body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
+    if reason.is_some_and(|r| r.len() > 500) {
+        return Err(ApiError::bad_request("invalid_reason", "reason is limited to 500 characters"));
+    }
+    let db = ctx.db()?;
+    let now = ctx.now_ms();
+    let (status, reason) = if suspend { ("suspended", reason.or(Some("suspended by operator"))) } else { ("active", None) };
+    if !accounts::set_status(&db, id, status, reason, now).await.or_internal("set status")? {
+        return Err(ApiError::not_found(format!("No account {id}.")));
+    }
+    let hashes = api_keys::account_hashes(&db, id).await.or_internal("key hashes")?;
+    auth::forget_keys(ctx, &hashes).await;
+    if suspend {
+        for family in sessions::live_families_of_account(&db, id, now).await.or_internal("sessions")? {
+            auth::revoke_session_family(ctx, &family).await?;
+        }
+    }
+    logging::emit(logging::info("admin.account_status").field("account_id", id).field("status", status));
+    let account = existing_account(ctx, id).await?;
+    json_response(200, &json!({"account": account_json(&account)}))
 }

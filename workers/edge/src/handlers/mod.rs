@@ -1,6 +1,8 @@
 //! Route handlers, thin: parse, call the logic, map the result.
 
 pub mod accounts;
+pub mod auth;
+pub mod device;
 pub mod health;
 pub mod jobs;
 pub mod keys;

@@ -1,7 +1,7 @@
 use serde::{Deserialize, Serialize};
 use worker::{D1Database, D1PreparedStatement};
 
-use super::{int, text};
+use super::{changes, int, opt_text, text};
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct AccountRow {
@@ -37,6 +37,16 @@ pub async fn get(db: &D1Database, id: &str) -> worker::Result<Option<AccountRow>
         .bind(&[text(id)])?
         .first::<AccountRow>(None)
         .await
+}
+
+/// Sets the status; false when the account does not exist.
+pub async fn set_status(db: &D1Database, id: &str, status: &str, reason: Option<&str>, now_ms: i64) -> worker::Result<bool> {
+    let r = db
+        .prepare("UPDATE accounts SET status = ?2, status_reason = ?3, updated_at = ?4 WHERE id = ?1")
+        .bind(&[text(id), text(status), opt_text(reason), int(now_ms)])?
+        .run()
+        .await?;
+    Ok(changes(&r) == 1)
 }
 
 pub async fn ping(db: &D1Database) -> worker::Result<()> {
