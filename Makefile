@@ -1,7 +1,7 @@
 # Dex Edge. The two commands a newcomer needs:
 #   make dev   — the whole stack locally, offline (Worker in workerd + fakes)
 #   make test  — every test: native unit tests, then end-to-end against workerd
-.PHONY: dev test unit e2e toolchain build lint deploy-check size
+.PHONY: dev test unit e2e toolchain build lint deploy-check size bench
 
 dev:
 	bash scripts/dev.sh
@@ -32,3 +32,7 @@ deploy-check: build
 
 size: build
 	@printf 'wasm: %s bytes, gzip: %s bytes\n' $$(stat -c %s workers/edge/build/index_bg.wasm) $$(gzip -9c workers/edge/build/index_bg.wasm | wc -c)
+
+# Benchmarks print numbers; they are not tests.
+bench:
+	bash scripts/bench.sh

@@ -36,6 +36,7 @@ DEX_SKIP_BUILD=1 stack_start "$(free_port)" "$(free_port)" "$STATE/persist" "$ST
 
 export DEX_STACK_JSON="$STATE/stack.json"
 cargo test -p dex-edge-tests --test e2e -- --test-threads 4
+cargo test -p dex-edge-tests --test e2e_storage -- --test-threads 1
 # Last, with every other request made: nothing secret reached the Worker's log.
 cargo test -p dex-edge-tests --test log_hygiene
 status=0

@@ -119,7 +119,14 @@ mod tests {
     const NOW: i64 = 1_795_313_220_000;
 
     fn claims() -> AccessClaims {
-        AccessClaims { sub: "usr_1".into(), account_id: "acct_1".into(), tenant_id: None, role: "owner".into(), op: false, sid: "fam_1".into() }
+        AccessClaims {
+            sub: "usr_1".into(),
+            account_id: "acct_1".into(),
+            tenant_id: None,
+            role: "owner".into(),
+            op: false,
+            sid: "fam_1".into(),
+        }
     }
 
     fn keys(spec: &str) -> SigningKeys {

@@ -18,7 +18,9 @@ async fn register_signs_in_and_me_answers() {
     assert_eq!(me.body["account"]["status"], "active");
     assert_eq!(me.body["account"]["plan"], "prepaid");
     // The same e-mail again, in any case, is taken.
-    s.post("/v1/auth/register", None, json!({"email": ses.email.to_uppercase(), "password": "another-password-1"})).await.assert_error(409, "email_taken");
+    s.post("/v1/auth/register", None, json!({"email": ses.email.to_uppercase(), "password": "another-password-1"}))
+        .await
+        .assert_error(409, "email_taken");
 }
 
 #[tokio::test]
@@ -26,7 +28,9 @@ async fn register_refuses_bad_input_and_writes_nothing() {
     let s = stack();
     let email = format!("bad-{}@e2e.test", unique());
     s.post("/v1/auth/register", None, json!({"email": email, "password": "short"})).await.assert_error(400, "weak_password");
-    s.post("/v1/auth/register", None, json!({"email": "not-an-email", "password": "long-enough-pw"})).await.assert_error(400, "invalid_email");
+    s.post("/v1/auth/register", None, json!({"email": "not-an-email", "password": "long-enough-pw"}))
+        .await
+        .assert_error(400, "invalid_email");
     s.post("/v1/auth/register", None, json!({"email": email})).await.assert_error(400, "invalid_request");
     let ok = s.post("/v1/auth/register", None, json!({"email": email, "password": "long-enough-pw"})).await;
     assert_eq!(ok.status, 201, "the refused attempts wrote nothing: {}", ok.text);
@@ -40,7 +44,8 @@ async fn login_does_not_reveal_whether_an_email_exists() {
     assert_eq!(ok.status, 200, "{}", ok.text);
     assert!(ok.body["token"].as_str().is_some_and(|t| t.starts_with("eyJ")));
     let wrong = s.post("/v1/auth/login", None, json!({"email": ses.email, "password": "wrong-password-1"})).await;
-    let unknown = s.post("/v1/auth/login", None, json!({"email": format!("nobody-{}@e2e.test", unique()), "password": "wrong-password-1"})).await;
+    let unknown =
+        s.post("/v1/auth/login", None, json!({"email": format!("nobody-{}@e2e.test", unique()), "password": "wrong-password-1"})).await;
     wrong.assert_error(401, "invalid_credentials");
     unknown.assert_error(401, "invalid_credentials");
     assert_eq!(wrong.body, unknown.body);
@@ -153,15 +158,19 @@ async fn api_key_exchanges_for_a_short_token() {
     s.post("/v1/auth/token", Some(&ses.token), json!({})).await.assert_error(401, "invalid_api_key");
 }
 
+/// One test, in order: the fake's scripted failures match by path, so they
+/// must not meet another test's requests to the same Verify service.
 #[tokio::test]
-async fn phone_login_through_twilio_verify() {
+async fn phone_login_through_twilio_verify_and_its_failures() {
     let s = stack();
+    twilio_failures_map_to_gateway_errors(&s).await;
     let phone = format!("+1555{:07}", u64::from_str_radix(&unique()[8..14], 16).unwrap_or(1) % 10_000_000);
     let sent = s.post("/auth/send-code", None, json!({"phone": phone})).await;
     assert_eq!(sent.status, 200, "{}", sent.text);
     // What reached Twilio: form body, Basic auth with the account SID.
     let reqs = s.fakes_requests("twilio", "/v2/Services/VA00000000000000000000000000000001/Verifications").await;
-    let mine = reqs.iter().find(|r| r["body"].as_str().is_some_and(|b| b.contains(&phone.replace('+', "%2B")))).expect("Verify was asked to send");
+    let mine =
+        reqs.iter().find(|r| r["body"].as_str().is_some_and(|b| b.contains(&phone.replace('+', "%2B")))).expect("Verify was asked to send");
     assert!(mine["headers"]["authorization"].as_str().is_some_and(|a| a.starts_with("Basic ")));
     assert!(mine["body"].as_str().is_some_and(|b| b.contains("Channel=sms")));
 
@@ -193,18 +202,21 @@ async fn phone_login_through_twilio_verify() {
 #[tokio::test]
 async fn phone_login_refuses_bad_numbers_without_calling_twilio() {
     let s = stack();
-    let before = s.fakes_requests("twilio", "").await.len();
     for bad in ["12345", "+0123456789", "phone", ""] {
         s.post("/auth/send-code", None, json!({"phone": bad})).await.assert_error(400, "invalid_phone");
     }
     s.post("/auth/verify-code", None, json!({"phone": "+14155550100", "code": "12ab"})).await.assert_error(400, "invalid_code");
-    let after = s.fakes_requests("twilio", "").await.len();
-    assert_eq!(before, after, "nothing was sent to Twilio");
+    // Other tests talk to the fake at the same time, so look for these calls
+    // specifically rather than counting.
+    let r = s.http.get(format!("{}/__fakes/requests", s.fakes)).query(&[("provider", "twilio")]).send().await.expect("fakes");
+    let all: serde_json::Value = r.json().await.unwrap_or_default();
+    let bodies: Vec<&str> = all["requests"].as_array().map(|a| a.iter().filter_map(|r| r["body"].as_str()).collect()).unwrap_or_default();
+    for needle in ["To=12345&", "To=%2B0123456789", "To=phone", "To=&", "Code=12ab", "To=%2B14155550100"] {
+        assert!(!bodies.iter().any(|b| b.contains(needle)), "{needle} reached Twilio");
+    }
 }
 
-#[tokio::test]
-async fn twilio_failures_map_to_gateway_errors() {
-    let s = stack();
+async fn twilio_failures_map_to_gateway_errors(s: &crate::common::Stack) {
     let path = "/v2/Services/VA00000000000000000000000000000001/Verifications";
     s.fakes_script(json!({"provider": "twilio", "path": path, "status": 503, "times": 1})).await;
     s.post("/auth/send-code", None, json!({"phone": "+14155550142"})).await.assert_error(502, "upstream_error");
@@ -215,4 +227,5 @@ async fn twilio_failures_map_to_gateway_errors() {
     s.post("/auth/send-code", None, json!({"phone": "+14155550144"})).await.assert_error(400, "invalid_phone");
     let r = answer(s.http.post(s.url("/auth/send-code")).body("{").send().await.expect("sent")).await;
     r.assert_error(400, "invalid_json");
+    s.fakes_reset().await;
 }

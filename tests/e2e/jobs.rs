@@ -5,7 +5,7 @@ use std::time::Duration;
 
 use serde_json::json;
 
-use crate::common::{stack, unique};
+use crate::common::stack;
 
 #[tokio::test]
 async fn enqueued_job_is_consumed_and_recorded() {
@@ -62,31 +62,6 @@ async fn refresh_models_reads_upstreams_and_dead_letters_when_they_keep_failing(
     assert!(failed["dead_lettered_at"].is_string(), "{failed}");
     assert_eq!(failed["attempts"], 4, "1 attempt + max_retries 3: {failed}");
     assert!(failed["last_error"].as_str().is_some_and(|e| e.contains("500")), "{failed}");
-}
-
-#[tokio::test]
-async fn sweep_cron_deletes_expired_sessions_only() {
-    let s = stack();
-    let me = s.get("/v1/me", Some(&s.demo_key)).await;
-    let user = me.body["user"]["id"].as_str().unwrap_or_default().to_string();
-    let (old, fresh) = (format!("ses_old_{}", unique()), format!("ses_new_{}", unique()));
-    let now_ms = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_millis() as i64).unwrap_or(0);
-    let day = 86_400_000i64;
-    s.d1(&format!(
-        "INSERT INTO sessions (id, user_id, family_id, refresh_token_hash, created_at, expires_at) VALUES \
-         ('{old}', '{user}', 'fam_{old}', 'h_{old}', {c}, {e_old}), ('{fresh}', '{user}', 'fam_{fresh}', 'h_{fresh}', {now_ms}, {e_new})",
-        c = now_ms - 40 * day,
-        e_old = now_ms - 10 * day,
-        e_new = now_ms + 10 * day
-    ));
-    let r = s.http.get(s.url("/__scheduled")).query(&[("cron", "*/5 * * * *")]).send().await.expect("scheduled");
-    assert!(r.status().is_success());
-    let left = s.d1(&format!("SELECT id FROM sessions WHERE id IN ('{old}', '{fresh}')"));
-    let ids: Vec<&str> = left.as_array().map(|a| a.iter().filter_map(|r| r["id"].as_str()).collect()).unwrap_or_default();
-    assert_eq!(ids, vec![fresh.as_str()], "expired session swept, live one kept");
-    let jobs = s.get("/v1/admin/jobs?type=sweep&status=completed", Some(&s.operator_key)).await;
-    let by_cron = jobs.body["jobs"].as_array().map(|j| j.iter().any(|j| j["trigger"] == "cron")).unwrap_or(false);
-    assert!(by_cron, "the cron run is in job_history: {}", jobs.text);
 }
 
 #[tokio::test]

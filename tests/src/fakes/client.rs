@@ -18,6 +18,7 @@ use serde_json::Value;
 
 pub use super::recorder::{RecordedRequest, RecordedRequests, RequestFilter};
 pub use super::script::{ActiveScript, ScriptSpec};
+pub use super::twilio::wire::PendingVerification;
 pub use super::{DEFAULT_PORT, PROVIDER_NAMES};
 
 /// OpenAI fake constants and formulas, to compute expected answers.
@@ -33,6 +34,9 @@ pub const HEALTH_PATH: &str = "/__fakes/health";
 pub const REQUESTS_PATH: &str = "/__fakes/requests";
 pub const SCRIPT_PATH: &str = "/__fakes/script";
 pub const RESET_PATH: &str = "/__fakes/reset";
+/// `GET ?to=<E.164>`: the code of the newest pending Twilio Verify
+/// verification to that number.
+pub const TWILIO_VERIFICATIONS_PATH: &str = "/__fakes/twilio/verifications";
 
 /// Contents of the `--ready-file` written by the `fakes` binary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -95,6 +99,12 @@ pub fn script_url(base: &str) -> String {
 /// `POST` URL that clears both recordings and scripts.
 pub fn reset_url(base: &str) -> String {
     format!("{}{RESET_PATH}", base.trim_end_matches('/'))
+}
+
+/// `GET` URL of the newest pending Twilio Verify verification to `to`
+/// (answers [`PendingVerification`], or 404 `{"error":"none"}`).
+pub fn twilio_verifications_url(base: &str, to: &str) -> String {
+    format!("{}{TWILIO_VERIFICATIONS_PATH}?to={}", base.trim_end_matches('/'), encode_query_value(to))
 }
 
 pub fn health_url(base: &str) -> String {
@@ -266,6 +276,7 @@ mod tests {
         assert_eq!(requests_url("http://h:1", None, None), "http://h:1/__fakes/requests");
         assert_eq!(provider_base("http://h:1", "openrouter"), "http://h:1/openrouter/api");
         assert_eq!(provider_base("http://h:1", "openai"), "http://h:1/openai");
+        assert_eq!(twilio_verifications_url("http://h:1/", "+14155550123"), "http://h:1/__fakes/twilio/verifications?to=%2B14155550123");
         assert_eq!(parse_listening_line("FAKES_LISTENING http://127.0.0.1:5\n"), Some("http://127.0.0.1:5"));
     }
 

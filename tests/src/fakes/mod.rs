@@ -21,6 +21,7 @@ pub mod generic;
 pub mod openai;
 pub mod recorder;
 pub mod script;
+pub mod twilio;
 
 #[cfg(test)]
 mod selftest;
@@ -65,7 +66,8 @@ pub static OPENROUTER: ProviderSpec =
     ProviderSpec { name: "openrouter", error_body: openai::error_body, request_id_header: Some("x-request-id") };
 pub static ANTHROPIC: ProviderSpec = generic_spec("anthropic");
 pub static STRIPE: ProviderSpec = generic_spec("stripe");
-pub static TWILIO: ProviderSpec = generic_spec("twilio");
+pub static TWILIO: ProviderSpec =
+    ProviderSpec { name: "twilio", error_body: twilio::error_body, request_id_header: Some("twilio-request-id") };
 pub static TELNYX: ProviderSpec = generic_spec("telnyx");
 pub static GOOGLE: ProviderSpec = generic_spec("google");
 pub static SIGNAL: ProviderSpec = generic_spec("signal");
@@ -105,7 +107,7 @@ pub static MOUNTS: [Mount; 11] = [
     Mount { prefix: "/openrouter", provider: &OPENROUTER, routes: openai::unknown_url_routes },
     Mount { prefix: "/anthropic", provider: &ANTHROPIC, routes: generic::routes },
     Mount { prefix: "/stripe", provider: &STRIPE, routes: generic::routes },
-    Mount { prefix: "/twilio", provider: &TWILIO, routes: generic::routes },
+    Mount { prefix: "/twilio", provider: &TWILIO, routes: twilio::routes },
     Mount { prefix: "/telnyx", provider: &TELNYX, routes: generic::routes },
     Mount { prefix: "/google", provider: &GOOGLE, routes: generic::routes },
     Mount { prefix: "/signal", provider: &SIGNAL, routes: generic::routes },
@@ -118,6 +120,7 @@ pub static MOUNTS: [Mount; 11] = [
 pub struct AppState {
     pub(crate) recorder: Arc<Recorder>,
     pub(crate) scripts: Arc<Scripts>,
+    pub(crate) twilio: Arc<twilio::VerifyState>,
 }
 
 /// State of the per-provider middleware.
@@ -154,6 +157,7 @@ pub fn router(config: FakesConfig) -> Router {
     let mut app = Router::new()
         .route("/__fakes/health", get(health))
         .route("/__fakes/requests", get(recorder::list_handler).delete(recorder::clear_handler))
+        .route("/__fakes/twilio/verifications", get(twilio::verifications_handler))
         .route("/__fakes/script", get(script::list_handler).post(script::add_handler).delete(script::clear_handler))
         .route("/__fakes/reset", post(reset));
     for mount in &MOUNTS {
@@ -255,6 +259,7 @@ async fn health() -> Json<Value> {
 async fn reset(axum::extract::State(state): axum::extract::State<AppState>) -> Json<Value> {
     state.recorder.clear();
     state.scripts.clear();
+    state.twilio.clear();
     Json(json!({"ok": true}))
 }
 

@@ -11,8 +11,8 @@ use worker::{Method, Request};
 use crate::durable;
 use crate::edge::{bearer, header, Ctx, OrInternal};
 use crate::logging;
-use crate::repositories::api_keys::{self, KeyContext};
 use crate::repositories::accounts;
+use crate::repositories::api_keys::{self, KeyContext};
 
 /// Key contexts are cached this long; revoke, rotate and suspension delete
 /// the entry at once.
@@ -33,9 +33,11 @@ pub struct Principal {
 
 #[derive(Debug, Clone)]
 pub enum Via {
-    Key(KeyContext),
+    Key(Box<KeyContext>),
     /// A session access token; `sid` is its session family.
-    Session { sid: String },
+    Session {
+        sid: String,
+    },
 }
 
 impl Principal {
@@ -50,7 +52,6 @@ impl Principal {
     pub fn manages_account_keys(&self) -> bool {
         self.role == "owner" || self.role == "admin"
     }
-
 }
 
 impl From<KeyContext> for Principal {
@@ -61,7 +62,7 @@ impl From<KeyContext> for Principal {
             tenant_id: k.tenant_id.clone(),
             role: k.role.clone(),
             is_operator: k.is_operator == 1,
-            via: Via::Key(k),
+            via: Via::Key(Box::new(k)),
         }
     }
 }
@@ -121,7 +122,8 @@ fn missing_credentials() -> ApiError {
 /// key (one message for all, so probing learns nothing); 403 when the key is
 /// good but its account is suspended.
 pub async fn api_key(ctx: &Ctx, req: &Request) -> Result<KeyContext, ApiError> {
-    let presented = bearer(req).ok_or_else(|| ApiError::unauthorized("Missing API key. Send it as 'Authorization: Bearer pk_live_…' or 'x-api-key'."))?;
+    let presented = bearer(req)
+        .ok_or_else(|| ApiError::unauthorized("Missing API key. Send it as 'Authorization: Bearer pk_live_…' or 'x-api-key'."))?;
     key_context(ctx, &presented).await
 }
 
@@ -137,7 +139,10 @@ pub async fn key_context(ctx: &Ctx, presented: &str) -> Result<KeyContext, ApiEr
         None => {
             let db = ctx.db()?;
             let now = ctx.now_ms();
-            let k = api_keys::context_by_hash(&db, &hash, now).await.or_internal("key lookup")?.ok_or_else(|| ApiError::unauthorized("Invalid API key."))?;
+            let k = api_keys::context_by_hash(&db, &hash, now)
+                .await
+                .or_internal("key lookup")?
+                .ok_or_else(|| ApiError::unauthorized("Invalid API key."))?;
             if let Ok(put) = kv.put(&key_cache_key(&hash), &k) {
                 // A failed cache write only costs a D1 read next time.
                 let _ = put.expiration_ttl(KEY_CACHE_TTL_SECS).execute().await;
@@ -185,7 +190,14 @@ async fn session_from_token(ctx: &Ctx, token: &str) -> Result<Principal, ApiErro
         Some(_) => return Err(suspended()),
         None => return Err(ApiError::new(401, "authentication_error", "invalid_token", "Invalid or expired session token.")),
     }
-    Ok(Principal { user_id: claims.sub, account_id: claims.account_id, tenant_id: claims.tenant_id, role: claims.role, is_operator: claims.op, via: Via::Session { sid: claims.sid } })
+    Ok(Principal {
+        user_id: claims.sub,
+        account_id: claims.account_id,
+        tenant_id: claims.tenant_id,
+        role: claims.role,
+        is_operator: claims.op,
+        via: Via::Session { sid: claims.sid },
+    })
 }
 
 /// A session token or an API key, whichever was sent.
@@ -229,7 +241,8 @@ fn rule(ctx: &Ctx, prefix: &str, default: BucketRule) -> BucketRule {
 /// Takes one token from the named bucket (one LIMITER object per name).
 async fn take(ctx: &Ctx, bucket: &str, rule: BucketRule) -> Result<Decision, ApiError> {
     let body = json!({"rule": rule, "cost": 1, "now_ms": ctx.now_ms()});
-    let (status, decision) = durable::call::<Decision>(&ctx.env, "LIMITER", bucket, Method::Post, "/take", Some(&body)).await.or_internal("limiter")?;
+    let (status, decision) =
+        durable::call::<Decision>(&ctx.env, "LIMITER", bucket, Method::Post, "/take", Some(&body)).await.or_internal("limiter")?;
     if status != 200 {
         return Err(ApiError::internal());
     }
@@ -269,4 +282,3 @@ pub async fn require_active_account(ctx: &Ctx, account_id: &str) -> Result<(), A
         None => Err(ApiError::unauthorized("Invalid credentials.")),
     }
 }
-

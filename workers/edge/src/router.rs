@@ -7,8 +7,8 @@ use dex_shared::routes::{match_route, Access, Params, RouteId, RouteMatch};
 use worker::{Env, Request, Response};
 
 use crate::auth;
-use crate::edge::{error_response, header, Ctx, HandlerResult};
 use crate::auth::Principal;
+use crate::edge::{error_response, header, Ctx, HandlerResult};
 use crate::handlers::{accounts, auth as auth_routes, device, health, jobs, keys};
 use crate::ids::request_id;
 use crate::logging::{self, now_ms};

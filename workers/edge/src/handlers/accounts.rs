@@ -210,7 +210,11 @@ pub async fn credit(ctx: &Ctx, id: &str, mut req: Request) -> HandlerResult {
 pub async fn list_users(ctx: &Ctx, req: &Request) -> HandlerResult {
     let limit = match query_param(req, "limit") {
         None => 50,
-        Some(l) => l.parse::<u32>().ok().filter(|n| (1..=200).contains(n)).ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1 to 200"))?,
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=200).contains(n))
+            .ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1 to 200"))?,
     };
     let after = match query_param(req, "cursor") {
         None => None,
@@ -243,7 +247,11 @@ struct StatusBody {
 /// ended.
 pub async fn set_status(ctx: &Ctx, id: &str, mut req: Request, suspend: bool) -> HandlerResult {
     let bytes = crate::edge::read_body(&mut req, ctx.config().max_body_bytes()).await?;
-    let body: StatusBody = if bytes.iter().all(u8::is_ascii_whitespace) { StatusBody::default() } else { serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)? };
+    let body: StatusBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        StatusBody::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?
+    };
     let reason = body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.len() > 500) {
         return Err(ApiError::bad_request("invalid_reason", "reason is limited to 500 characters"));

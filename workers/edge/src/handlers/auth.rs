@@ -43,7 +43,14 @@ async fn open_session(ctx: &Ctx, user: &UserAuthRow, family: Option<&str>) -> Re
     let refresh = refresh_token(&random_bytes::<32>());
     let session_id = new_id("ses");
     let hash = auth::hash_secret(ctx, &refresh)?;
-    let row = NewSession { id: &session_id, user_id: &user.id, family_id: &family_id, token_hash: &hash, now_ms: now, expires_at: now + REFRESH_TTL_MS };
+    let row = NewSession {
+        id: &session_id,
+        user_id: &user.id,
+        family_id: &family_id,
+        token_hash: &hash,
+        now_ms: now,
+        expires_at: now + REFRESH_TTL_MS,
+    };
     sessions::insert(&ctx.db()?, &row).await.or_internal("session insert")?;
     let claims = AccessClaims {
         sub: user.id.clone(),
@@ -93,7 +100,9 @@ pub async fn register(ctx: &Ctx, mut req: Request) -> HandlerResult {
     let stmts = vec![accounts::insert(&db, &account).or_internal("prepare")?, users::insert(&db, &user).or_internal("prepare")?];
     match db.batch(stmts).await {
         Ok(_) => {}
-        Err(e) if is_unique_violation(&e) => return Err(ApiError::conflict("email_taken", "An account with this email already exists. Sign in instead.")),
+        Err(e) if is_unique_violation(&e) => {
+            return Err(ApiError::conflict("email_taken", "An account with this email already exists. Sign in instead."))
+        }
         Err(e) => return Err(e).or_internal("register"),
     }
     logging::emit(logging::info("auth.registered").field("user_id", user_id.as_str()));
@@ -158,7 +167,8 @@ pub async fn refresh(ctx: &Ctx, mut req: Request) -> HandlerResult {
         }
         RefreshVerdict::Revoked | RefreshVerdict::Expired => return Err(invalid_refresh()),
     }
-    let user = users::auth_by_id(&db, &session.user_id).await.or_internal("user")?.filter(|u| u.status == "active").ok_or_else(invalid_refresh)?;
+    let user =
+        users::auth_by_id(&db, &session.user_id).await.or_internal("user")?.filter(|u| u.status == "active").ok_or_else(invalid_refresh)?;
     auth::require_active_account(ctx, &user.account_id).await?;
     json_response(200, &open_session(ctx, &user, Some(&session.family_id)).await?)
 }
@@ -173,7 +183,11 @@ struct LogoutBody {
 /// by the refresh token in the body, or by the access token presented.
 pub async fn logout(ctx: &Ctx, mut req: Request) -> HandlerResult {
     let bytes = crate::edge::read_body(&mut req, ctx.config().max_body_bytes()).await?;
-    let body: LogoutBody = if bytes.iter().all(u8::is_ascii_whitespace) { LogoutBody::default() } else { serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)? };
+    let body: LogoutBody = if bytes.iter().all(u8::is_ascii_whitespace) {
+        LogoutBody::default()
+    } else {
+        serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?
+    };
     let db = ctx.db()?;
     let family = match body.refresh_token {
         Some(rt) => {
@@ -185,7 +199,12 @@ pub async fn logout(ctx: &Ctx, mut req: Request) -> HandlerResult {
                 Via::Session { sid } => sid,
                 Via::Key(_) => return Err(invalid_refresh()),
             },
-            None => return Err(ApiError::bad_request("missing_refresh_token", "Send refresh_token in the body or the access token in Authorization.")),
+            None => {
+                return Err(ApiError::bad_request(
+                    "missing_refresh_token",
+                    "Send refresh_token in the body or the access token in Authorization.",
+                ))
+            }
         },
     };
     sessions::revoke_family(&db, &family, ctx.now_ms()).await.or_internal("revoke")?;
@@ -196,8 +215,10 @@ pub async fn logout(ctx: &Ctx, mut req: Request) -> HandlerResult {
 /// `GET /v1/me`: the caller's user and account.
 pub async fn me(ctx: &Ctx, who: &Principal) -> HandlerResult {
     let db = ctx.db()?;
-    let user = users::auth_by_id(&db, &who.user_id).await.or_internal("user")?.ok_or_else(|| ApiError::unauthorized("Invalid credentials."))?;
-    let account = accounts::get(&db, &who.account_id).await.or_internal("account")?.ok_or_else(|| ApiError::unauthorized("Invalid credentials."))?;
+    let user =
+        users::auth_by_id(&db, &who.user_id).await.or_internal("user")?.ok_or_else(|| ApiError::unauthorized("Invalid credentials."))?;
+    let account =
+        accounts::get(&db, &who.account_id).await.or_internal("account")?.ok_or_else(|| ApiError::unauthorized("Invalid credentials."))?;
     let key = who.key().map(|k| json!({"id": k.key_id, "name": k.key_name, "prefix": k.key_prefix}));
     json_response(
         200,
@@ -259,7 +280,12 @@ pub async fn verify_code(ctx: &Ctx, mut req: Request) -> HandlerResult {
         CheckResult::Approved => {}
         CheckResult::Wrong => return Err(ApiError::new(401, "authentication_error", "invalid_code", "That code is not right. Try again.")),
         CheckResult::NotFound => {
-            return Err(ApiError::new(401, "authentication_error", "code_expired", "No code is pending for this number. Request a new one."))
+            return Err(ApiError::new(
+                401,
+                "authentication_error",
+                "code_expired",
+                "No code is pending for this number. Request a new one.",
+            ))
         }
     }
     let db = ctx.db()?;
@@ -291,7 +317,8 @@ async fn create_phone_user(ctx: &Ctx, phone: &str) -> Result<UserAuthRow, ApiErr
         tenant_id: Some(&account_id),
         now_ms: now,
     };
-    let results = db.batch(vec![accounts::insert(&db, &account).or_internal("prepare")?, users::insert(&db, &user).or_internal("prepare")?]).await;
+    let results =
+        db.batch(vec![accounts::insert(&db, &account).or_internal("prepare")?, users::insert(&db, &user).or_internal("prepare")?]).await;
     match results {
         Ok(r) if r.get(1).map(changes) == Some(1) => {}
         // Two first sign-ins of one number raced; the other one created it.

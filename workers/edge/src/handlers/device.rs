@@ -24,7 +24,8 @@ struct StartBody {
 
 /// `POST /api/auth/device/start {client}`.
 pub async fn start(ctx: &Ctx, mut req: Request) -> HandlerResult {
-    let body: StartBody = read_json(ctx, &mut req).await.or_else(|e| if e.code == "missing_body" { Ok(StartBody::default()) } else { Err(e) })?;
+    let body: StartBody =
+        read_json(ctx, &mut req).await.or_else(|e| if e.code == "missing_body" { Ok(StartBody::default()) } else { Err(e) })?;
     auth::throttle_ip(ctx, &req).await?;
     let client = body.client.as_deref().map(str::trim).filter(|c| !c.is_empty() && c.len() <= 50).unwrap_or("dexto-cli");
     let device_code = format!("dc_{}", base62(&random_bytes::<32>()));
@@ -72,7 +73,10 @@ pub async fn poll(ctx: &Ctx, mut req: Request) -> HandlerResult {
     let db = ctx.db()?;
     let now = ctx.now_ms();
     let hash = auth::hash_secret(ctx, &body.device_code)?;
-    let row = device_codes::by_code_hash(&db, &hash).await.or_internal("device lookup")?.ok_or_else(|| poll_error(404, "expired_token", "Unknown or expired device code. Start again."))?;
+    let row = device_codes::by_code_hash(&db, &hash)
+        .await
+        .or_internal("device lookup")?
+        .ok_or_else(|| poll_error(404, "expired_token", "Unknown or expired device code. Start again."))?;
     let verdict = judge_device_poll(&row.status, row.expires_at, row.last_polled_at, row.interval_secs, now);
     if verdict != DevicePoll::SlowDown {
         device_codes::polled(&db, &row.id, now).await.or_internal("device poll")?;
@@ -89,7 +93,10 @@ pub async fn poll(ctx: &Ctx, mut req: Request) -> HandlerResult {
         DevicePoll::Consumed => Err(poll_error(410, "already_used", "This device code was already used.")),
         DevicePoll::Deliver => {
             let user_id = row.approved_user_id.clone().ok_or_else(ApiError::internal)?;
-            let user = users::get(&db, &user_id).await.or_internal("user")?.ok_or_else(|| poll_error(403, "access_denied", "The approving user is gone."))?;
+            let user = users::get(&db, &user_id)
+                .await
+                .or_internal("user")?
+                .ok_or_else(|| poll_error(403, "access_denied", "The approving user is gone."))?;
             auth::require_active_account(ctx, &user.account_id).await?;
             // Claim the code first: of two racing polls only one mints.
             if !device_codes::consume(&db, &row.id, now).await.or_internal("device consume")? {
@@ -117,10 +124,14 @@ struct DecideBody {
 
 async fn decide(ctx: &Ctx, who: &Principal, mut req: Request, approve: bool) -> HandlerResult {
     let body: DecideBody = read_json(ctx, &mut req).await?;
-    let code = normalize_user_code(&body.user_code).ok_or_else(|| ApiError::bad_request("invalid_user_code", "userCode looks like ABCD-EFGH"))?;
+    let code =
+        normalize_user_code(&body.user_code).ok_or_else(|| ApiError::bad_request("invalid_user_code", "userCode looks like ABCD-EFGH"))?;
     let db = ctx.db()?;
     let now = ctx.now_ms();
-    let row = device_codes::by_user_code(&db, &code).await.or_internal("device lookup")?.ok_or_else(|| ApiError::not_found("No pending sign-in with that code."))?;
+    let row = device_codes::by_user_code(&db, &code)
+        .await
+        .or_internal("device lookup")?
+        .ok_or_else(|| ApiError::not_found("No pending sign-in with that code."))?;
     let status = if approve { "approved" } else { "denied" };
     if !device_codes::decide(&db, &row.id, status, approve.then_some(who.user_id.as_str()), now).await.or_internal("device decide")? {
         return Err(ApiError::not_found("No pending sign-in with that code (it expired or was already decided)."));

@@ -67,7 +67,9 @@ pub async fn mint(ctx: &Ctx, account_id: &str, user_id: &str, name: &str, replac
     stmts.push(api_keys::insert(&db, &key).or_internal("prepare")?);
     db.batch(stmts).await.or_internal("mint key")?;
     forget(ctx, replacing).await;
-    logging::emit(logging::info("keys.minted").field("key_id", id.as_str()).field("account_id", account_id).field("replaced", replacing.len()));
+    logging::emit(
+        logging::info("keys.minted").field("key_id", id.as_str()).field("account_id", account_id).field("replaced", replacing.len()),
+    );
     Ok(Issued { id, full_key: minted.full_key, name: name.to_string(), display: display(&minted.display.prefix, &minted.display.last4) })
 }
 

@@ -23,7 +23,13 @@ impl std::fmt::Display for CallError {
 }
 
 /// Sends a request and reads a JSON answer (null when the body is not JSON).
-pub async fn call_json(method: Method, url: &str, headers: Headers, body: Option<String>, timeout: Duration) -> Result<(u16, Value), CallError> {
+pub async fn call_json(
+    method: Method,
+    url: &str,
+    headers: Headers,
+    body: Option<String>,
+    timeout: Duration,
+) -> Result<(u16, Value), CallError> {
     let mut init = RequestInit::new();
     init.with_method(method).with_headers(headers);
     if let Some(b) = body {

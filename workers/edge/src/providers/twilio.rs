@@ -32,7 +32,9 @@ pub enum CheckResult {
 fn upstream_failure(what: &str, e: CallError) -> ApiError {
     logging::emit(logging::warn("twilio.unreachable").field("call", what).field("detail", e.to_string()));
     match e {
-        CallError::Timeout(_) => ApiError::new(504, "upstream_error", "upstream_timeout", "The verification service did not answer in time."),
+        CallError::Timeout(_) => {
+            ApiError::new(504, "upstream_error", "upstream_timeout", "The verification service did not answer in time.")
+        }
         CallError::Connect(_) => ApiError::upstream(502, "The verification service is unreachable."),
     }
 }

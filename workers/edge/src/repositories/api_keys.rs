@@ -50,7 +50,16 @@ pub fn insert(db: &D1Database, k: &NewKey) -> worker::Result<D1PreparedStatement
         "INSERT INTO api_keys (id, account_id, user_id, key_hash, prefix, last4, name, status, created_at) \
          SELECT ?1, ?2, ?3, ?4, ?5, ?6, ?7, 'active', ?8 WHERE EXISTS (SELECT 1 FROM users WHERE id = ?3)",
     )
-    .bind(&[text(k.id), text(k.account_id), text(k.user_id), text(k.key_hash), text(k.prefix), text(k.last4), text(k.name), int(k.now_ms)])
+    .bind(&[
+        text(k.id),
+        text(k.account_id),
+        text(k.user_id),
+        text(k.key_hash),
+        text(k.prefix),
+        text(k.last4),
+        text(k.name),
+        int(k.now_ms),
+    ])
 }
 
 pub async fn context_by_hash(db: &D1Database, key_hash: &str, now_ms: i64) -> worker::Result<Option<KeyContext>> {
@@ -114,7 +123,9 @@ pub fn revoke_stmt(db: &D1Database, account_id: &str, key_id: &str, now_ms: i64)
 pub async fn hashes(db: &D1Database, key_ids: &[String]) -> worker::Result<Vec<String>> {
     let mut out = Vec::new();
     for id in key_ids {
-        if let Some(h) = db.prepare("SELECT key_hash FROM api_keys WHERE id = ?1").bind(&[text(id)])?.first::<String>(Some("key_hash")).await? {
+        if let Some(h) =
+            db.prepare("SELECT key_hash FROM api_keys WHERE id = ?1").bind(&[text(id)])?.first::<String>(Some("key_hash")).await?
+        {
             out.push(h);
         }
     }
@@ -126,6 +137,7 @@ pub async fn account_hashes(db: &D1Database, account_id: &str) -> worker::Result
     struct Row {
         key_hash: String,
     }
-    let rows = db.prepare("SELECT key_hash FROM api_keys WHERE account_id = ?1").bind(&[text(account_id)])?.all().await?.results::<Row>()?;
+    let rows =
+        db.prepare("SELECT key_hash FROM api_keys WHERE account_id = ?1").bind(&[text(account_id)])?.all().await?.results::<Row>()?;
     Ok(rows.into_iter().map(|r| r.key_hash).collect())
 }

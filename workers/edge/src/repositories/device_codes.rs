@@ -38,11 +38,17 @@ pub async fn insert(db: &D1Database, d: &NewDeviceCode<'_>) -> worker::Result<()
 }
 
 pub async fn by_code_hash(db: &D1Database, hash: &str) -> worker::Result<Option<DeviceCodeRow>> {
-    db.prepare(format!("SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = ?1")).bind(&[text(hash)])?.first::<DeviceCodeRow>(None).await
+    db.prepare(format!("SELECT {COLUMNS} FROM device_codes WHERE device_code_hash = ?1"))
+        .bind(&[text(hash)])?
+        .first::<DeviceCodeRow>(None)
+        .await
 }
 
 pub async fn by_user_code(db: &D1Database, user_code: &str) -> worker::Result<Option<DeviceCodeRow>> {
-    db.prepare(format!("SELECT {COLUMNS} FROM device_codes WHERE user_code = ?1")).bind(&[text(user_code)])?.first::<DeviceCodeRow>(None).await
+    db.prepare(format!("SELECT {COLUMNS} FROM device_codes WHERE user_code = ?1"))
+        .bind(&[text(user_code)])?
+        .first::<DeviceCodeRow>(None)
+        .await
 }
 
 pub async fn polled(db: &D1Database, id: &str, now_ms: i64) -> worker::Result<()> {
