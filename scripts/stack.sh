@@ -62,7 +62,7 @@ stack_start() {
   stack_log "building the fakes server"
   (cd "$ROOT" && cargo build -q -p dex-edge-tests --bin fakes)
   stack_log "starting fakes on $fakes_url"
-  setsid "$ROOT/target/debug/fakes" --port "$fakes_port" >"$state/fakes.log" 2>&1 &
+  setsid "$ROOT/target/debug/fakes" --port "$fakes_port" >"$state/fakes.log" 2>&1 </dev/null &
   STACK_PIDS+=($!)
   wait_http "$fakes_url/__fakes/health" 30 || { stack_log "fakes did not start"; cat "$state/fakes.log" >&2; return 1; }
 
@@ -102,9 +102,11 @@ stack_start() {
     --var "WARMUP_BASE_URL:$fakes_url/warmup"
   )
   stack_log "starting the Worker in workerd on http://127.0.0.1:$port (log: $state/worker.log)"
-  (cd "$ROOT" && DEX_SKIP_BUILD="${DEX_SKIP_BUILD:-0}" setsid "$WRANGLER" dev --local --ip 127.0.0.1 --port "$port" \
+  # Started directly (no subshell) so that $! is wrangler's own process group.
+  cd "$ROOT"
+  DEX_SKIP_BUILD="${DEX_SKIP_BUILD:-0}" setsid "$WRANGLER" dev --local --ip 127.0.0.1 --port "$port" \
     --inspector-port 0 --test-scheduled --persist-to "$persist" --show-interactive-dev-session=false "${vars[@]}" ${extra_vars[@]+"${extra_vars[@]}"} \
-    >"$state/worker.log" 2>&1) &
+    >"$state/worker.log" 2>&1 </dev/null &
   STACK_PIDS+=($!)
   wait_http "http://127.0.0.1:$port/health" 180 || { stack_log "the Worker did not start"; tail -50 "$state/worker.log" >&2; return 1; }
 
