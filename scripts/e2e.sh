@@ -32,10 +32,13 @@ cargo test -q -p dex-edge-tests --no-run
 # Every test request comes from 127.0.0.1, so the per-IP sign-in bucket is
 # widened here; the per-account bucket keeps its production setting.
 DEX_SKIP_BUILD=1 stack_start "$(free_port)" "$(free_port)" "$STATE/persist" "$STATE" 0 \
-  --var "LOGIN_IP_PER_MINUTE:10000" --var "LOGIN_IP_BURST:10000"
+  --var "LOGIN_IP_PER_MINUTE:10000" --var "LOGIN_IP_BURST:10000" \
+  --var "OPENROUTER_PER_ACCOUNT_KEYS:true" --var "OPENROUTER_ACCOUNT_LIMIT_USD:25"
 
 export DEX_STACK_JSON="$STATE/stack.json"
 cargo test -p dex-edge-tests --test e2e -- --test-threads 4
+# The official OpenAI and Anthropic SDKs as clients.
+.venv/bin/python -m pytest -q -p no:cacheprovider tests/sdk
 cargo test -p dex-edge-tests --test e2e_storage -- --test-threads 1
 # Last, with every other request made: nothing secret reached the Worker's log.
 cargo test -p dex-edge-tests --test log_hygiene

@@ -32,4 +32,11 @@ if [ ! -f node_modules/.package-lock.json ] || [ package-lock.json -nt node_modu
   log "installing npm tools (wrangler, binaryen)"
   npm ci --no-audit --no-fund --loglevel=error
 fi
+# The official OpenAI and Anthropic SDKs, which the e2e suite drives the proxy with.
+if [ ! -x .venv/bin/python ] || ! cmp -s tests/sdk/requirements.txt .venv/.requirements 2>/dev/null; then
+  log "installing the SDK test clients into .venv"
+  python3 -m venv .venv
+  .venv/bin/pip install -q --disable-pip-version-check -r tests/sdk/requirements.txt
+  cp tests/sdk/requirements.txt .venv/.requirements
+fi
 log "ready: $(worker-build --version), wasm-bindgen $WBG_VERSION, wrangler $(node_modules/.bin/wrangler --version 2>/dev/null | tail -1)"

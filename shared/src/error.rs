@@ -107,6 +107,26 @@ impl ApiError {
     }
 }
 
+impl ApiError {
+    /// The same error in the Anthropic Messages API's shape, for clients of
+    /// `/v1/messages` (the Anthropic SDK parses this one).
+    pub fn anthropic_body(&self) -> Value {
+        let kind = match self.status {
+            400 | 404 if self.code == "model_not_found" => "not_found_error",
+            401 => "authentication_error",
+            402 => "billing_error",
+            403 => "permission_error",
+            404 => "not_found_error",
+            413 => "request_too_large",
+            429 => "rate_limit_error",
+            529 | 503 => "overloaded_error",
+            500..=599 => "api_error",
+            _ => "invalid_request_error",
+        };
+        json!({"type": "error", "error": {"type": kind, "message": self.message, "code": self.code}})
+    }
+}
+
 impl std::fmt::Display for ApiError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         write!(f, "{} {}: {}", self.status, self.code, self.message)
@@ -134,6 +154,16 @@ mod tests {
             .body();
         assert_eq!(b["error"]["balance_usd"], 0.12);
         assert_eq!(b["error"]["code"], "INSUFFICIENT_CREDITS");
+    }
+
+    #[test]
+    fn anthropic_shape() {
+        let b = ApiError::unauthorized("no key").anthropic_body();
+        assert_eq!(b["type"], "error");
+        assert_eq!(b["error"]["type"], "authentication_error");
+        assert_eq!(ApiError::rate_limited(1).anthropic_body()["error"]["type"], "rate_limit_error");
+        assert_eq!(ApiError::upstream(502, "x").anthropic_body()["error"]["type"], "api_error");
+        assert_eq!(ApiError::bad_request("missing_model", "x").anthropic_body()["error"]["type"], "invalid_request_error");
     }
 
     #[test]

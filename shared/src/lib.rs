@@ -5,10 +5,13 @@
 //! calls into these modules and maps their results to responses.
 
 pub mod accounts;
+pub mod breaker;
+pub mod crypto;
 pub mod error;
 pub mod jwt;
 pub mod keys;
 pub mod log;
+pub mod models;
 pub mod money;
 pub mod openapi;
 pub mod password;
@@ -16,3 +19,4 @@ pub mod ratelimit;
 pub mod routes;
 pub mod sessions;
 pub mod time;
+pub mod translate;

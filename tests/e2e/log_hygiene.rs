@@ -25,13 +25,23 @@ fn worker_log_never_holds_a_secret() {
         Some("local-pepper-not-a-secret"),
         Some("sk-local-fake-openai"),
         Some("sk-or-local-fake"),
+        Some("sk-or-prov-local-fake"),
+        Some("sk-ant-local-fake"),
+        // What the tests sent as prompts.
+        Some("count this stream of words please"),
+        Some("hello claude"),
         Some("e2e-password-123"),
     ];
     for s in secrets.into_iter().flatten() {
         assert!(!log.contains(s), "the worker log contains a secret ({}…)", &s[..6.min(s.len())]);
     }
-    // No key of ours at all (the suite minted many), and no bearer material.
+    // No key of ours at all (the suite minted many), no session or refresh
+    // token, no device code, and no bearer material.
     assert!(!log.contains("pk_live_"), "an API key reached the log");
+    assert!(!log.contains("eyJ"), "a JWT reached the log");
+    assert!(!log.contains("rt_"), "a refresh token reached the log");
+    assert!(!log.contains("dc_"), "a device code reached the log");
+    assert!(!log.contains("sk-or-v1-"), "a per-account upstream key reached the log");
     assert!(!log.to_ascii_lowercase().contains("bearer "), "an Authorization header reached the log");
     // No e-mail address (PII) either.
     assert!(!log.contains("@e2e.test") && !log.contains("@dex.local"), "an e-mail address reached the log");

@@ -11,4 +11,5 @@ mod auth;
 mod jobs;
 mod keys;
 mod platform;
+mod proxy;
 mod wallet_and_limits;

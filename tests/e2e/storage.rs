@@ -1,8 +1,11 @@
-//! Tests that read or write the local D1 database directly (through
+//! Tests that run one at a time after the main suite: those that read or
+//! write the local D1 database directly (through
 //! `wrangler d1 execute`, another process on the same SQLite file). They run
 //! after the main suite, one at a time (scripts/e2e.sh): a second writer on
 //! the file while the Worker is busy makes the Worker's own queries fail
-//! with SQLITE_BUSY, which would be a fault of the harness, not the product.
+//! with SQLITE_BUSY, which would be a fault of the harness, not the product;
+//! and the circuit-breaker test, whose open breaker would steer the other
+//! tests' requests.
 
 #[allow(dead_code)]
 mod common;
@@ -62,4 +65,181 @@ async fn sweep_cron_deletes_expired_sessions_only() {
     let jobs = s.get("/v1/admin/jobs?type=sweep&status=completed", Some(&s.operator_key)).await;
     let by_cron = jobs.body["jobs"].as_array().map(|j| j.iter().any(|j| j["trigger"] == "cron")).unwrap_or(false);
     assert!(by_cron, "the cron run is in job_history: {}", jobs.text);
+}
+
+/// The request id the proxy answered with, and the JSON body.
+async fn proxied(s: &common::Stack, key: &str, path: &str, body: serde_json::Value) -> (String, serde_json::Value, String) {
+    let r = s.http.post(s.url(path)).bearer_auth(key).json(&body).send().await.expect("sent");
+    assert_eq!(r.status().as_u16(), 200);
+    let id = r.headers()["x-dexto-request-id"].to_str().unwrap_or_default().to_string();
+    let text = r.text().await.unwrap_or_default();
+    (id, serde_json::from_str(&text).unwrap_or_default(), text)
+}
+
+/// Polls the ledger row written after the response (`wait_until`).
+async fn ledger_row(s: &common::Stack, request_id: &str) -> serde_json::Value {
+    for _ in 0..40 {
+        let rows = s.d1(&format!("SELECT * FROM usage_ledger WHERE request_id = '{request_id}'"));
+        if let Some(row) = rows.as_array().and_then(|r| r.first()) {
+            return row.clone();
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("no usage_ledger row for {request_id}");
+}
+
+#[tokio::test]
+async fn usage_ledger_matches_what_the_upstream_reported() {
+    let s = stack();
+    let (account, key) = s.new_account("ledger").await;
+    // Non-streaming, OpenAI upstream.
+    let (id, body, _) = proxied(
+        &s,
+        &key,
+        "/v1/chat/completions",
+        serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "count me"}]}),
+    )
+    .await;
+    let row = ledger_row(&s, &id).await;
+    assert_eq!(row["input_tokens"], body["usage"]["prompt_tokens"]);
+    assert_eq!(row["output_tokens"], body["usage"]["completion_tokens"]);
+    assert_eq!(row["estimated"], 0);
+    assert_eq!(row["account_id"], account.as_str());
+    assert_eq!(row["provider"], "openai");
+    assert!(row["cost_micros"].as_i64().unwrap_or(0) > 0);
+
+    // Streaming from Anthropic into an OpenAI client that asked for usage:
+    // the numbers are Anthropic's (cumulative message_delta, last one wins).
+    let (id, _, text) = proxied(
+        &s,
+        &key,
+        "/v1/chat/completions",
+        serde_json::json!({"model": "claude-sonnet-4-5", "stream": true, "stream_options": {"include_usage": true}, "messages": [{"role": "user", "content": "count this stream of words please"}]}),
+    )
+    .await;
+    let last_usage = text
+        .lines()
+        .filter_map(|l| l.strip_prefix("data: "))
+        .filter_map(|d| serde_json::from_str::<serde_json::Value>(d).ok())
+        .rfind(|v| v["usage"].is_object())
+        .expect("a usage chunk");
+    let row = ledger_row(&s, &id).await;
+    assert_eq!(row["output_tokens"], last_usage["usage"]["completion_tokens"], "{text}");
+    assert_eq!(row["input_tokens"], last_usage["usage"]["prompt_tokens"]);
+    assert_eq!(row["provider"], "anthropic");
+    assert_eq!(row["estimated"], 0);
+
+    // A stream the client did not ask usage for is still metered exactly.
+    let (id, _, text) = proxied(
+        &s,
+        &key,
+        "/v1/chat/completions",
+        serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": "quiet usage"}]}),
+    )
+    .await;
+    assert!(!text.contains("\"usage\":{"));
+    let row = ledger_row(&s, &id).await;
+    assert_eq!(row["estimated"], 0);
+    assert!(row["output_tokens"].as_i64().unwrap_or(0) > 0);
+
+    // The month's aggregate moved with the ledger.
+    let month = s.d1(&format!("SELECT requests, output_tokens FROM usage_monthly WHERE account_id = '{account}'"));
+    assert_eq!(month[0]["requests"], 3, "{month}");
+}
+
+#[tokio::test]
+async fn usage_is_recorded_when_the_stream_breaks_or_the_client_leaves() {
+    let s = stack();
+    let (_, key) = s.new_account("ledger-broken").await;
+    let marker = format!("broken {}", unique());
+    s.fakes_script(serde_json::json!({"provider": "openai", "path": "/v1/chat/completions", "abort_after_chunks": 3, "times": 1, "body_contains": marker})).await;
+    let r = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": marker}]}))
+        .send()
+        .await
+        .expect("sent");
+    let id = r.headers()["x-dexto-request-id"].to_str().unwrap_or_default().to_string();
+    let _ = r.bytes().await;
+    let row = ledger_row(&s, &id).await;
+    assert_eq!(row["estimated"], 1, "no usage arrived before the break: estimated and flagged");
+    assert!(row["input_tokens"].as_i64().unwrap_or(0) > 0);
+
+    // The client hangs up after the first bytes of a slow stream.
+    let marker = format!("leave {}", unique());
+    s.fakes_script(serde_json::json!({"provider": "openai", "path": "/v1/chat/completions", "chunk_delay_ms": 300, "times": 1, "body_contains": marker})).await;
+    let r = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": marker}]}))
+        .send()
+        .await
+        .expect("sent");
+    let id = r.headers()["x-dexto-request-id"].to_str().unwrap_or_default().to_string();
+    drop(r);
+    let row = ledger_row(&s, &id).await;
+    assert!(row["input_tokens"].as_i64().unwrap_or(0) > 0, "{row}");
+}
+
+#[tokio::test]
+async fn per_account_upstream_keys_are_sealed_at_rest() {
+    let s = stack();
+    let (account, key) = s.new_account("sealed").await;
+    let r = s
+        .post(
+            "/v1/chat/completions",
+            Some(&key),
+            serde_json::json!({"model": "meta-llama/llama-3.3-70b-instruct", "messages": [{"role": "user", "content": "seal"}]}),
+        )
+        .await;
+    assert_eq!(r.status, 200, "{}", r.text);
+    let minted: serde_json::Value =
+        s.http.get(format!("{}/__fakes/openrouter/keys", s.fakes)).send().await.expect("fakes").json().await.unwrap_or_default();
+    let full =
+        minted["keys"].as_array().and_then(|k| k.iter().find(|k| k["name"] == format!("dex-edge {account}")).cloned()).expect("minted")
+            ["key"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string();
+    let rows = s.d1(&format!("SELECT * FROM upstream_keys WHERE account_id = '{account}'"));
+    let text = rows.to_string();
+    assert!(text.contains("v1."), "a sealed value is stored: {text}");
+    assert!(!text.contains(&full) && !text.contains(&full[10..]), "the upstream key is not stored in the clear");
+    assert_eq!(rows[0]["limit_micros"], 25_000_000);
+}
+
+/// Named to run last (libtest orders by name in this one-thread binary): it
+/// leaves OpenAI's breaker open for 30 s in the Worker's isolate.
+#[tokio::test]
+async fn zz_circuit_breaker_stops_calling_a_failing_upstream() {
+    let s = stack();
+    let (_, key) = s.new_account("breaker").await;
+    let marker = format!("breaker {}", unique());
+    // OpenAI fails every request carrying the marker; OpenRouter serves them.
+    s.fakes_script(
+        serde_json::json!({"provider": "openai", "path": "/v1/chat/completions", "status": 500, "times": 0, "body_contains": marker}),
+    )
+    .await;
+    for i in 0..8 {
+        let r = s
+            .post(
+                "/v1/chat/completions",
+                Some(&key),
+                serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": format!("{marker} {i}")}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "request {i}: {}", r.text);
+        tokio::time::sleep(std::time::Duration::from_millis(1_100)).await; // the key's bucket
+    }
+    s.fakes_reset().await;
+    let hits = s
+        .fakes_requests("openai", "/v1/chat/completions")
+        .await
+        .iter()
+        .filter(|q| q["body"].as_str().is_some_and(|b| b.contains(&marker)))
+        .count();
+    assert_eq!(hits, 5, "after 5 failures the breaker opened and OpenAI was skipped");
 }

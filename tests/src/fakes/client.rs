@@ -1,6 +1,6 @@
 //! Test-side helpers for talking to a fakes server with any HTTP client:
-//! control-plane URLs, script bodies, the recorded-request types, an SSE
-//! splitter and the OpenAI fake's expected answers.
+//! control-plane URLs, script bodies, the recorded-request types, SSE
+//! splitters and the OpenAI and Anthropic fakes' expected answers.
 //!
 //! ```
 //! use dex_edge_tests::fakes::client::{self, ScriptSpec};
@@ -16,6 +16,7 @@
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
+pub use super::openrouter::wire::{MintedKey, MintedKeys};
 pub use super::recorder::{RecordedRequest, RecordedRequests, RequestFilter};
 pub use super::script::{ActiveScript, ScriptSpec};
 pub use super::twilio::wire::PendingVerification;
@@ -29,6 +30,15 @@ pub mod openai {
     };
 }
 
+/// Anthropic fake constants and formulas, to compute expected answers.
+pub mod anthropic {
+    pub use crate::fakes::anthropic::{
+        input_tokens, message_text, reply_text, system_text, tokens_for, tool_use_tokens, user_text, API_KEY_HEADER, CACHE_CREATION_TOKENS,
+        CACHE_READ_TOKENS, MODELS, QUOTE_CHARS, REPLY_PREFIX, REQUEST_ID_HEADER, START_OUTPUT_TOKENS, STREAM_CHUNK_CHARS,
+        TOKENS_PER_MESSAGE, TOOL_INPUT, TOOL_USE_EXTRA_TOKENS, TOOL_USE_ID, VERSION_HEADER,
+    };
+}
+
 /// Control-plane paths.
 pub const HEALTH_PATH: &str = "/__fakes/health";
 pub const REQUESTS_PATH: &str = "/__fakes/requests";
@@ -37,6 +47,9 @@ pub const RESET_PATH: &str = "/__fakes/reset";
 /// `GET ?to=<E.164>`: the code of the newest pending Twilio Verify
 /// verification to that number.
 pub const TWILIO_VERIFICATIONS_PATH: &str = "/__fakes/twilio/verifications";
+/// `GET`: every OpenRouter key minted through `POST /v1/keys` since the
+/// last reset, full keys included ([`MintedKeys`]).
+pub const OPENROUTER_KEYS_PATH: &str = "/__fakes/openrouter/keys";
 
 /// Contents of the `--ready-file` written by the `fakes` binary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -107,6 +120,11 @@ pub fn twilio_verifications_url(base: &str, to: &str) -> String {
     format!("{}{TWILIO_VERIFICATIONS_PATH}?to={}", base.trim_end_matches('/'), encode_query_value(to))
 }
 
+/// `GET` URL of the minted OpenRouter keys ([`MintedKeys`]).
+pub fn openrouter_keys_url(base: &str) -> String {
+    format!("{}{OPENROUTER_KEYS_PATH}", base.trim_end_matches('/'))
+}
+
 pub fn health_url(base: &str) -> String {
     format!("{}{HEALTH_PATH}", base.trim_end_matches('/'))
 }
@@ -128,7 +146,14 @@ impl ScriptSpec {
             chunk_delay_ms: None,
             abort_after_chunks: None,
             omit_usage: false,
+            body_contains: None,
         }
+    }
+
+    /// Match only requests whose body contains `needle`.
+    pub fn body_contains(mut self, needle: &str) -> Self {
+        self.body_contains = Some(needle.to_owned());
+        self
     }
 
     pub fn method(mut self, method: &str) -> Self {
@@ -247,6 +272,43 @@ pub fn parse_sse(text: &str) -> Vec<SseEvent> {
         .collect()
 }
 
+/// One event of an SSE body with its `event:` name (Anthropic streams name
+/// every event after its `type`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NamedSseEvent {
+    /// The `event:` field, if any.
+    pub event: Option<String>,
+    /// The `data:` payload (lines joined with `\n`).
+    pub data: String,
+}
+
+impl NamedSseEvent {
+    pub fn json(&self) -> Option<Value> {
+        serde_json::from_str(&self.data).ok()
+    }
+}
+
+/// Like [`parse_sse`], keeping each event's name; blocks without `data:`
+/// are dropped, and so is a trailing event without its blank line.
+pub fn parse_named_sse(text: &str) -> Vec<NamedSseEvent> {
+    let text = text.replace("\r\n", "\n");
+    let mut blocks: Vec<&str> = text.split("\n\n").collect();
+    blocks.pop();
+    blocks
+        .into_iter()
+        .filter_map(|block| {
+            let field = |name: &str| -> Vec<String> {
+                block.lines().filter_map(|l| l.strip_prefix(name)).map(|l| l.strip_prefix(' ').unwrap_or(l).to_owned()).collect()
+            };
+            let data = field("data:");
+            if data.is_empty() {
+                return None;
+            }
+            Some(NamedSseEvent { event: field("event:").pop(), data: data.join("\n") })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +338,7 @@ mod tests {
         assert_eq!(requests_url("http://h:1", None, None), "http://h:1/__fakes/requests");
         assert_eq!(provider_base("http://h:1", "openrouter"), "http://h:1/openrouter/api");
         assert_eq!(provider_base("http://h:1", "openai"), "http://h:1/openai");
+        assert_eq!(openrouter_keys_url("http://h:1/"), "http://h:1/__fakes/openrouter/keys");
         assert_eq!(twilio_verifications_url("http://h:1/", "+14155550123"), "http://h:1/__fakes/twilio/verifications?to=%2B14155550123");
         assert_eq!(parse_listening_line("FAKES_LISTENING http://127.0.0.1:5\n"), Some("http://127.0.0.1:5"));
     }
@@ -286,5 +349,10 @@ mod tests {
         assert_eq!(events.len(), 2);
         assert_eq!(events[0].json(), Some(json!({"a": 1})));
         assert_eq!(events[1], SseEvent::Done);
+        let named = parse_named_sse("event: ping\ndata: {\"type\":\"ping\"}\n\nevent: x\n\ndata: 1\n\nevent: cut\ndata: {");
+        assert_eq!(named.len(), 2);
+        assert_eq!(named[0].event.as_deref(), Some("ping"));
+        assert_eq!(named[0].json(), Some(json!({"type": "ping"})));
+        assert_eq!(named[1], NamedSseEvent { event: None, data: "1".into() });
     }
 }

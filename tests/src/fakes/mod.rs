@@ -16,9 +16,11 @@
 //! Providers must send a streamed answer as one SSE event per body frame, so
 //! that the scripted `chunk_delay_ms` and `abort_after_chunks` count events.
 
+pub mod anthropic;
 pub mod client;
 pub mod generic;
 pub mod openai;
+pub mod openrouter;
 pub mod recorder;
 pub mod script;
 pub mod twilio;
@@ -64,7 +66,8 @@ pub struct ProviderSpec {
 pub static OPENAI: ProviderSpec = ProviderSpec { name: "openai", error_body: openai::error_body, request_id_header: Some("x-request-id") };
 pub static OPENROUTER: ProviderSpec =
     ProviderSpec { name: "openrouter", error_body: openai::error_body, request_id_header: Some("x-request-id") };
-pub static ANTHROPIC: ProviderSpec = generic_spec("anthropic");
+pub static ANTHROPIC: ProviderSpec =
+    ProviderSpec { name: "anthropic", error_body: anthropic::error_body, request_id_header: Some(anthropic::REQUEST_ID_HEADER) };
 pub static STRIPE: ProviderSpec = generic_spec("stripe");
 pub static TWILIO: ProviderSpec =
     ProviderSpec { name: "twilio", error_body: twilio::error_body, request_id_header: Some("twilio-request-id") };
@@ -99,13 +102,13 @@ pub struct Mount {
     pub routes: fn() -> Router<AppState>,
 }
 
-/// Path prefixes. `/openrouter/api` (OpenRouter's OpenAI-compatible API)
-/// takes precedence over the catch-all `/openrouter`.
+/// Path prefixes. `/openrouter/api` (OpenRouter's OpenAI-compatible API and
+/// its key-management API) takes precedence over the catch-all `/openrouter`.
 pub static MOUNTS: [Mount; 11] = [
     Mount { prefix: "/openai", provider: &OPENAI, routes: openai::routes },
-    Mount { prefix: "/openrouter/api", provider: &OPENROUTER, routes: openai::routes },
+    Mount { prefix: "/openrouter/api", provider: &OPENROUTER, routes: openrouter::routes },
     Mount { prefix: "/openrouter", provider: &OPENROUTER, routes: openai::unknown_url_routes },
-    Mount { prefix: "/anthropic", provider: &ANTHROPIC, routes: generic::routes },
+    Mount { prefix: "/anthropic", provider: &ANTHROPIC, routes: anthropic::routes },
     Mount { prefix: "/stripe", provider: &STRIPE, routes: generic::routes },
     Mount { prefix: "/twilio", provider: &TWILIO, routes: twilio::routes },
     Mount { prefix: "/telnyx", provider: &TELNYX, routes: generic::routes },
@@ -121,6 +124,7 @@ pub struct AppState {
     pub(crate) recorder: Arc<Recorder>,
     pub(crate) scripts: Arc<Scripts>,
     pub(crate) twilio: Arc<twilio::VerifyState>,
+    pub(crate) openrouter_keys: Arc<openrouter::KeyStore>,
 }
 
 /// State of the per-provider middleware.
@@ -158,6 +162,7 @@ pub fn router(config: FakesConfig) -> Router {
         .route("/__fakes/health", get(health))
         .route("/__fakes/requests", get(recorder::list_handler).delete(recorder::clear_handler))
         .route("/__fakes/twilio/verifications", get(twilio::verifications_handler))
+        .route("/__fakes/openrouter/keys", get(openrouter::minted_keys_handler))
         .route("/__fakes/script", get(script::list_handler).post(script::add_handler).delete(script::clear_handler))
         .route("/__fakes/reset", post(reset));
     for mount in &MOUNTS {
@@ -260,6 +265,7 @@ async fn reset(axum::extract::State(state): axum::extract::State<AppState>) -> J
     state.recorder.clear();
     state.scripts.clear();
     state.twilio.clear();
+    state.openrouter_keys.clear();
     Json(json!({"ok": true}))
 }
 

@@ -64,6 +64,11 @@ pub struct ScriptSpec {
     /// Stream without the usage chunk even when the request asks for it.
     #[serde(default, skip_serializing_if = "std::ops::Not::not")]
     pub omit_usage: bool,
+    /// Only requests whose body contains this text match, so tests running
+    /// at the same time can script their own requests without meeting
+    /// each other's scripts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub body_contains: Option<String>,
 }
 
 fn one_time() -> Option<u64> {
@@ -75,8 +80,9 @@ fn deserialize_times<'de, D: Deserializer<'de>>(d: D) -> Result<Option<u64>, D::
 }
 
 impl ScriptSpec {
-    fn matches(&self, provider: &str, method: &str, path: &str) -> bool {
-        self.provider == provider
+    fn matches(&self, provider: &str, method: &str, path: &str, body: &str) -> bool {
+        self.body_contains.as_deref().is_none_or(|needle| body.contains(needle))
+            && self.provider == provider
             && self.method.as_deref().is_none_or(|m| m.eq_ignore_ascii_case(method))
             && match self.path.strip_suffix('*') {
                 Some(prefix) => path.starts_with(prefix),
@@ -148,8 +154,13 @@ impl Scripts {
 
     /// Consumes one use of the oldest script matching the request.
     pub fn take(&self, provider: &str, method: &str, path: &str) -> Option<ScriptSpec> {
+        self.take_for_body(provider, method, path, "")
+    }
+
+    /// Like [`Scripts::take`], also matching `body_contains` against the body.
+    pub fn take_for_body(&self, provider: &str, method: &str, path: &str, body: &str) -> Option<ScriptSpec> {
         let mut queue = self.lock();
-        let index = queue.iter().position(|s| s.spec.matches(provider, method, path))?;
+        let index = queue.iter().position(|s| s.spec.matches(provider, method, path, body))?;
         let script = &mut queue[index];
         let spec = script.spec.clone();
         if let Some(left) = script.remaining.as_mut() {
@@ -171,8 +182,13 @@ impl Scripts {
 }
 
 /// Applies the first matching script, if any, around the provider handler.
-pub(crate) async fn middleware(State(ctx): State<ProviderCtx>, mut req: Request, next: Next) -> Response {
-    let Some(script) = ctx.state.scripts.take(ctx.provider.name, req.method().as_str(), req.uri().path()) else {
+pub(crate) async fn middleware(State(ctx): State<ProviderCtx>, req: Request, next: Next) -> Response {
+    // The body is read here (and put back) so scripts can match on it.
+    let (parts, body) = req.into_parts();
+    let bytes = axum::body::to_bytes(body, 64 * 1024 * 1024).await.unwrap_or_default();
+    let text = String::from_utf8_lossy(&bytes).into_owned();
+    let mut req = Request::from_parts(parts, Body::from(bytes));
+    let Some(script) = ctx.state.scripts.take_for_body(ctx.provider.name, req.method().as_str(), req.uri().path(), &text) else {
         return next.run(req).await;
     };
     if let Some(ms) = script.delay_ms.filter(|&ms| ms > 0) {

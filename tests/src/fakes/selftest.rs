@@ -223,9 +223,13 @@ async fn recording_and_filters() {
     assert_eq!(models["object"], "list");
     assert!(models["data"].as_array().is_some_and(|d| d.len() >= 4));
     post_authed(&fakes, "/openrouter/api/v1/chat/completions", chat_body("two")).await;
+    // Bearer auth is not Anthropic's: its 401, still recorded.
     let resp = post_authed(&fakes, "/anthropic/v1/messages", json!({"a": 1})).await;
-    assert_eq!(resp.status(), 404);
-    assert_eq!(resp.json::<Value>().await.expect("json"), json!({"error": {"message": "not found", "type": "not_found"}}));
+    assert_eq!(resp.status(), 401);
+    assert_eq!(
+        resp.json::<Value>().await.expect("json"),
+        json!({"type": "error", "error": {"type": "authentication_error", "message": "x-api-key header is required"}})
+    );
     let resp = post_authed(&fakes, "/openai/v1/xyz", json!({})).await;
     assert_eq!(resp.status(), 404);
     assert_eq!(

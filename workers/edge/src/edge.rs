@@ -15,6 +15,8 @@ pub type HandlerResult = Result<Response, ApiError>;
 pub struct Ctx {
     pub env: Env,
     pub request_id: String,
+    /// For work that must finish after the response (usage records).
+    pub worker_ctx: worker::Context,
 }
 
 impl Ctx {
@@ -61,6 +63,17 @@ pub fn error_response(err: &ApiError) -> Response {
     match Response::ok(body) {
         Ok(r) => r.with_status(err.status).with_headers(headers),
         Err(_) => Response::empty().map(|r| r.with_status(500)).unwrap_or_else(|_| Response::builder().with_status(500).empty()),
+    }
+}
+
+/// An error for Anthropic-dialect clients (`/v1/messages`).
+pub fn anthropic_error_response(err: &ApiError) -> Response {
+    let resp = error_response(err);
+    let status = resp.status_code();
+    let headers = resp.headers().clone();
+    match Response::ok(err.anthropic_body().to_string()) {
+        Ok(r) => r.with_status(status).with_headers(headers),
+        Err(_) => resp,
     }
 }
 

@@ -12,6 +12,7 @@ mod ids;
 mod jobs;
 mod logging;
 mod providers;
+mod proxy;
 mod repositories;
 mod router;
 
@@ -27,8 +28,8 @@ fn start() {
 }
 
 #[event(fetch)]
-async fn fetch(req: Request, env: Env, _ctx: Context) -> Result<Response> {
-    Ok(router::handle(req, env).await)
+async fn fetch(req: Request, env: Env, ctx: Context) -> Result<Response> {
+    Ok(router::handle(req, env, ctx).await)
 }
 
 #[event(queue)]

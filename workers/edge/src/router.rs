@@ -8,14 +8,15 @@ use worker::{Env, Request, Response};
 
 use crate::auth;
 use crate::auth::Principal;
-use crate::edge::{error_response, header, Ctx, HandlerResult};
+use crate::edge::{anthropic_error_response, error_response, header, Ctx, HandlerResult};
 use crate::handlers::{accounts, auth as auth_routes, device, health, jobs, keys};
 use crate::ids::request_id;
 use crate::logging::{self, now_ms};
+use crate::proxy::{self, Surface};
 
-pub async fn handle(req: Request, env: Env) -> Response {
+pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Response {
     let started = now_ms();
-    let ctx = Ctx { env, request_id: request_id(header(&req, "x-request-id")) };
+    let ctx = Ctx { env, request_id: request_id(header(&req, "x-request-id")), worker_ctx };
     let method = req.method().to_string();
     let origin = header(&req, "origin");
     let allowed_origin = origin.filter(|o| ctx.config().cors_origins().iter().any(|a| a == o));
@@ -28,7 +29,10 @@ pub async fn handle(req: Request, env: Env) -> Response {
             RouteMatch::Found(route, params) => {
                 let label = format!("{} {}", route.method, route.path);
                 let (result, who) = dispatch(&ctx, req, route.id, route.access, &params).await;
-                (result.unwrap_or_else(|e| error_response(&e)), label, who)
+                let resp =
+                    result
+                        .unwrap_or_else(|e| if route.id == RouteId::Messages { anthropic_error_response(&e) } else { error_response(&e) });
+                (resp, label, who)
             }
             RouteMatch::MethodNotAllowed(allowed) => {
                 let r = error_response(&ApiError::method_not_allowed(&method, &path, &allowed));
@@ -158,6 +162,11 @@ async fn route(ctx: &Ctx, req: Request, id: RouteId, params: &Params, who: Optio
         RouteId::DevicePoll => device::poll(ctx, req).await,
         RouteId::DeviceApprove => device::approve(ctx, who()?, req).await,
         RouteId::DeviceDeny => device::deny(ctx, who()?, req).await,
+        RouteId::ChatCompletions | RouteId::AiChat => proxy::handle(ctx, who()?, req, Surface::ChatCompletions).await,
+        RouteId::Completions => proxy::handle(ctx, who()?, req, Surface::Completions).await,
+        RouteId::Embeddings => proxy::handle(ctx, who()?, req, Surface::Embeddings).await,
+        RouteId::Messages => proxy::handle(ctx, who()?, req, Surface::Messages).await,
+        RouteId::Models => proxy::list_models(ctx).await,
         RouteId::AdminBootstrap => accounts::bootstrap(ctx, req).await,
         RouteId::AdminListUsers => accounts::list_users(ctx, &req).await,
         RouteId::AdminCreateAccount => accounts::create(ctx, req).await,

@@ -3,4 +3,6 @@
 //! `tests/src/fakes/<provider>/`.
 
 pub mod http;
+pub mod openrouter;
 pub mod twilio;
+pub mod upstream;

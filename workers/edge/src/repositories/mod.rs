@@ -5,6 +5,7 @@ pub mod api_keys;
 pub mod device_codes;
 pub mod jobs;
 pub mod sessions;
+pub mod usage;
 pub mod users;
 pub mod webhook_events;
 
