@@ -74,6 +74,7 @@ stack_start() {
 
   local vars=(
     --var "ENVIRONMENT:local"
+    --var "STARTING_CREDIT_USD:5"
     --var "KEY_PEPPER:$LOCAL_KEY_PEPPER"
     --var "ADMIN_BOOTSTRAP_TOKEN:$LOCAL_BOOTSTRAP_TOKEN"
     --var "JWT_SIGNING_KEYS:$LOCAL_JWT_SIGNING_KEYS"

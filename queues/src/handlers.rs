@@ -19,7 +19,14 @@ pub async fn run(job: &Job, ports: &impl JobPorts) -> Result<Value, JobError> {
     match job {
         Job::Sweep => sweep(ports).await,
         Job::RefreshModels => refresh_models(ports).await,
+        Job::LowBalance { account_id, balance_micros } => Ok(low_balance(account_id, *balance_micros)),
     }
+}
+
+/// The event itself is the record operators and later notification work
+/// read (job_history); no message channel exists yet, and the result says so.
+fn low_balance(account_id: &str, balance_micros: i64) -> Value {
+    json!({"account_id": account_id, "balance_micros": balance_micros, "notified": false, "channel": null})
 }
 
 async fn sweep(ports: &impl JobPorts) -> Result<Value, JobError> {

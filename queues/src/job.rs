@@ -10,6 +10,9 @@ pub enum Job {
     Sweep,
     /// Reads each OpenAI-compatible upstream's model list into the KV cache.
     RefreshModels,
+    /// An account's prepaid balance fell below the low-balance threshold
+    /// (enqueued once per crossing, by the settle that crossed it).
+    LowBalance { account_id: String, balance_micros: i64 },
 }
 
 impl Job {
@@ -17,6 +20,7 @@ impl Job {
         match self {
             Job::Sweep => "sweep",
             Job::RefreshModels => "refresh_models",
+            Job::LowBalance { .. } => "low_balance",
         }
     }
 }

@@ -20,3 +20,4 @@ pub mod routes;
 pub mod sessions;
 pub mod time;
 pub mod translate;
+pub mod wallet;

@@ -37,6 +37,37 @@ pub fn month_key(ms: i64) -> String {
     format!("{y:04}-{m:02}")
 }
 
+/// Start of the UTC month containing `ms`.
+pub fn month_start(ms: i64) -> i64 {
+    let key = month_key(ms);
+    let mut t = ms - ms.rem_euclid(DAY_MS);
+    while month_key(t - 1) == key {
+        t -= DAY_MS;
+    }
+    t
+}
+
+/// Accepts epoch milliseconds or an RFC 3339 date (`2026-11-01` or full).
+pub fn parse_instant(s: &str) -> Option<i64> {
+    if let Ok(ms) = s.parse::<i64>() {
+        return Some(ms);
+    }
+    let date = s.get(..10)?;
+    let mut parts = date.split('-');
+    let (y, m, d) = (parts.next()?.parse::<i64>().ok()?, parts.next()?.parse::<u32>().ok()?, parts.next()?.parse::<u32>().ok()?);
+    if !(1..=12).contains(&m) || !(1..=31).contains(&d) {
+        return None;
+    }
+    // Days from civil (Hinnant), the inverse of time::rfc3339's conversion.
+    let y2 = if m <= 2 { y - 1 } else { y };
+    let era = if y2 >= 0 { y2 } else { y2 - 399 } / 400;
+    let yoe = y2 - era * 400;
+    let mp = (m as i64 + 9) % 12;
+    let doy = (153 * mp + 2) / 5 + d as i64 - 1;
+    let doe = yoe * 365 + yoe / 4 - yoe / 100 + doy;
+    Some((era * 146_097 + doe - 719_468) * DAY_MS)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -54,5 +85,16 @@ mod tests {
         assert_eq!(month_key(1_795_313_220_123), "2026-11");
         assert_eq!(month_key(1_798_761_599_999), "2026-12");
         assert_eq!(month_key(1_798_761_600_000), "2027-01");
+    }
+
+    #[test]
+    fn parses_dates_and_millis() {
+        assert_eq!(parse_instant("1795313220123"), Some(1_795_313_220_123));
+        assert_eq!(parse_instant("2026-11-01"), Some(1_793_491_200_000));
+        assert_eq!(parse_instant("2026-11-01T10:00:00Z"), Some(1_793_491_200_000));
+        assert_eq!(parse_instant("2026-13-01"), None);
+        assert_eq!(parse_instant("nope"), None);
+        assert_eq!(month_start(1_795_313_220_123), 1_793_491_200_000);
+        assert_eq!(month_start(1_793_491_200_000), 1_793_491_200_000);
     }
 }

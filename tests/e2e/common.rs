@@ -41,7 +41,13 @@ pub fn stack() -> Stack {
         operator_key: text(&s["operator"]["api_key"]),
         demo_key: text(&s["demo"]["api_key"]),
         demo_account: text(&s["demo"]["account_id"]),
-        http: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().expect("client"),
+        // Idle connections are dropped quickly: the local dev server closes
+        // them after a few seconds, and reusing one then is a reset, not a bug.
+        http: reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .pool_idle_timeout(Duration::from_millis(1_500))
+            .build()
+            .expect("client"),
     }
 }
 

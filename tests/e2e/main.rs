@@ -8,8 +8,10 @@ mod common;
 
 mod accounts;
 mod auth;
+mod billing;
 mod jobs;
 mod keys;
 mod platform;
 mod proxy;
+mod usage;
 mod wallet_and_limits;

@@ -194,3 +194,24 @@ async fn openrouter_calls_use_a_per_account_key_minted_once() {
     let prov = s.fakes_requests("openrouter", "/v1/keys").await;
     assert!(prov.iter().any(|q| q["headers"]["authorization"] == "Bearer sk-or-prov-local-fake"));
 }
+
+#[tokio::test]
+async fn legacy_completions_and_the_ai_chat_alias() {
+    let s = stack();
+    let (_, key) = s.new_account("proxy-legacy").await;
+    let c = s.post("/v1/completions", Some(&key), json!({"model": "gpt-4o-mini", "prompt": "Say hi", "max_tokens": 5})).await;
+    assert_eq!(c.status, 200, "{}", c.text);
+    assert_eq!(c.body["object"], "text_completion");
+    assert!(c.body["usage"]["total_tokens"].as_u64().is_some_and(|t| t > 0));
+    s.post("/v1/completions", Some(&key), json!({"model": "gpt-4o-mini"})).await.assert_error(400, "missing_prompt");
+    let a = s.post("/v1/ai/chat", Some(&key), chat("gpt-4o-mini", "alias")).await;
+    assert_eq!(a.status, 200, "{}", a.text);
+    assert_eq!(a.body["object"], "chat.completion");
+    assert_eq!(a.body["model"], "gpt-4o-mini");
+    // Public model list with prices, cacheable.
+    let m = s.get("/v1/models", None).await;
+    assert_eq!(m.status, 200);
+    assert_eq!(m.header("cache-control"), Some("public, max-age=3600"));
+    let gpt = m.body["data"].as_array().and_then(|d| d.iter().find(|x| x["id"] == "gpt-4o-mini").cloned()).expect("listed");
+    assert_eq!(gpt["pricing"]["input_per_million_usd"], "0.150000");
+}

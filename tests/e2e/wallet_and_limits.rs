@@ -9,16 +9,21 @@ async fn credit_round_trips_through_the_wallet_once_per_idempotency_key() {
     let s = stack();
     let (account, _) = s.new_account("wallet").await;
     let path = format!("/v1/admin/accounts/{account}/credits");
+    // New prepaid accounts start with the stack's STARTING_CREDIT_USD (5).
+    let start = s.get(&format!("/v1/admin/accounts/{account}"), Some(&s.operator_key)).await.body["wallet"]["balance_micros"]
+        .as_i64()
+        .unwrap_or(-1);
+    assert_eq!(start, 5_000_000);
     let first = s.post(&path, Some(&s.operator_key), json!({"amount_usd": "2.50", "reason": "goodwill", "idempotency_key": "adj-1"})).await;
     assert_eq!(first.status, 200, "{}", first.text);
-    assert_eq!(first.body["balance_micros"], 2_500_000);
-    assert_eq!(first.body["balance_usd"], "2.500000");
+    assert_eq!(first.body["balance_micros"], 7_500_000);
+    assert_eq!(first.body["balance_usd"], "7.500000");
     assert_eq!(first.body["applied"], true);
 
     // A replay answers the same and changes nothing.
     let replay = s.post(&path, Some(&s.operator_key), json!({"amount_usd": 2.5, "reason": "goodwill", "idempotency_key": "adj-1"})).await;
     assert_eq!(replay.status, 200);
-    assert_eq!(replay.body["balance_micros"], 2_500_000);
+    assert_eq!(replay.body["balance_micros"], 7_500_000);
     assert_eq!(replay.body["applied"], false);
 
     // The same key with another amount is a conflict, not a second credit.
@@ -27,7 +32,7 @@ async fn credit_round_trips_through_the_wallet_once_per_idempotency_key() {
         .assert_error(409, "idempotency_conflict");
 
     let detail = s.get(&format!("/v1/admin/accounts/{account}"), Some(&s.operator_key)).await;
-    assert_eq!(detail.body["wallet"]["balance_micros"], 2_500_000);
+    assert_eq!(detail.body["wallet"]["balance_micros"], 7_500_000);
 }
 
 #[tokio::test]
@@ -45,7 +50,7 @@ async fn concurrent_credits_all_land_exactly() {
     let statuses = futures::future::join_all(calls).await;
     assert!(statuses.iter().all(|st| *st == 200), "{statuses:?}");
     let detail = s.get(&format!("/v1/admin/accounts/{account}"), Some(&s.operator_key)).await;
-    assert_eq!(detail.body["wallet"]["balance_micros"], 2_000_000, "20 × $0.10, duplicates ignored");
+    assert_eq!(detail.body["wallet"]["balance_micros"], 7_000_000, "$5 start + 20 × $0.10, duplicates ignored");
 }
 
 #[tokio::test]
@@ -57,15 +62,17 @@ async fn bad_credits_are_refused_and_change_nothing() {
     s.post(&path, op, json!({"amount_usd": "1.0000001", "reason": "r", "idempotency_key": "k"})).await.assert_error(400, "invalid_amount");
     s.post(&path, op, json!({"amount_usd": "abc", "reason": "r", "idempotency_key": "k"})).await.assert_error(400, "invalid_amount");
     s.post(&path, op, json!({"amount_usd": "1", "reason": " ", "idempotency_key": "k"})).await.assert_error(400, "invalid_reason");
-    s.post(&path, op, json!({"amount_usd": "-1", "reason": "r", "idempotency_key": "k2"})).await.assert_error(400, "insufficient_balance");
+    s.post(&path, op, json!({"amount_usd": "-5.000001", "reason": "r", "idempotency_key": "k2"}))
+        .await
+        .assert_error(400, "insufficient_balance");
     s.post("/v1/admin/accounts/acct_missing/credits", op, json!({"amount_usd": "1", "reason": "r", "idempotency_key": "k"}))
         .await
         .assert_error(404, "not_found");
     let detail = s.get(&format!("/v1/admin/accounts/{account}"), op).await;
-    assert_eq!(detail.body["wallet"]["balance_micros"], 0);
+    assert_eq!(detail.body["wallet"]["balance_micros"], 5_000_000);
     // The refused keys were not consumed: they still work.
     let ok = s.post(&path, op, json!({"amount_usd": "1", "reason": "r", "idempotency_key": "k"})).await;
-    assert_eq!(ok.body["balance_micros"], 1_000_000, "{}", ok.text);
+    assert_eq!(ok.body["balance_micros"], 6_000_000, "{}", ok.text);
 }
 
 #[tokio::test]

@@ -9,7 +9,7 @@ use worker::{Env, Request, Response};
 use crate::auth;
 use crate::auth::Principal;
 use crate::edge::{anthropic_error_response, error_response, header, Ctx, HandlerResult};
-use crate::handlers::{accounts, auth as auth_routes, device, health, jobs, keys};
+use crate::handlers::{accounts, auth as auth_routes, device, health, jobs, keys, usage};
 use crate::ids::request_id;
 use crate::logging::{self, now_ms};
 use crate::proxy::{self, Surface};
@@ -167,6 +167,9 @@ async fn route(ctx: &Ctx, req: Request, id: RouteId, params: &Params, who: Optio
         RouteId::Embeddings => proxy::handle(ctx, who()?, req, Surface::Embeddings).await,
         RouteId::Messages => proxy::handle(ctx, who()?, req, Surface::Messages).await,
         RouteId::Models => proxy::list_models(ctx).await,
+        RouteId::MeUsage => usage::mine(ctx, who()?, &req).await,
+        RouteId::BillingBalance => usage::billing_balance(ctx, who()?).await,
+        RouteId::AdminUsage => usage::admin(ctx, &req).await,
         RouteId::AdminBootstrap => accounts::bootstrap(ctx, req).await,
         RouteId::AdminListUsers => accounts::list_users(ctx, &req).await,
         RouteId::AdminCreateAccount => accounts::create(ctx, req).await,

@@ -94,6 +94,21 @@ async fn create_owner_account(ctx: &Ctx, spec: &AccountSpec, operator: bool) -> 
     Ok(Some(Created { account_id, user_id, key_id, full_key: minted.full_key, prefix: minted.display.prefix, last4: minted.display.last4 }))
 }
 
+/// New prepaid accounts get `STARTING_CREDIT_USD` once (idempotent by a
+/// fixed key, so a retried sign-up never grants it twice).
+pub async fn grant_starting_credit(ctx: &Ctx, account_id: &str, plan: &str) {
+    if plan != "prepaid" {
+        return;
+    }
+    let Some(amount) = ctx.config().get("STARTING_CREDIT_USD").and_then(|v| dex_shared::money::parse_usd(&v)).filter(|a| *a > 0) else {
+        return;
+    };
+    let call = json!({"amount_micros": amount, "reason": "starting credit", "idempotency_key": "starting-credit", "now_ms": ctx.now_ms()});
+    if let Err(e) = durable::call::<Value>(&ctx.env, "WALLET", account_id, Method::Post, "/credit", Some(&call)).await {
+        logging::emit(logging::error("wallet.starting_credit_failed").field("account_id", account_id).field("detail", e.to_string()));
+    }
+}
+
 fn created_json(c: &Created, spec: &AccountSpec, operator: bool) -> Value {
     json!({
         "account": {"id": c.account_id, "name": spec.name, "plan": spec.plan, "status": "active"},
@@ -124,17 +139,9 @@ pub async fn create(ctx: &Ctx, mut req: Request) -> HandlerResult {
     let body: NewAccountRequest = read_json(ctx, &mut req).await?;
     let spec = body.validate()?;
     let created = create_owner_account(ctx, &spec, false).await?.ok_or_else(ApiError::internal)?;
+    grant_starting_credit(ctx, &created.account_id, spec.plan).await;
     logging::emit(logging::info("admin.account_created").field("account_id", created.account_id.as_str()).field("plan", spec.plan));
     json_response(201, &created_json(&created, &spec, false))
-}
-
-async fn wallet_balance(ctx: &Ctx, account_id: &str) -> Result<i64, ApiError> {
-    let (status, body) =
-        durable::call::<Value>(&ctx.env, "WALLET", account_id, Method::Get, "/balance", None).await.or_internal("wallet balance")?;
-    match (status, body["balance_micros"].as_i64()) {
-        (200, Some(b)) => Ok(b),
-        _ => Err(ApiError::internal()),
-    }
 }
 
 fn wallet_json(balance_micros: i64) -> Value {
@@ -151,14 +158,15 @@ pub async fn get(ctx: &Ctx, id: &str) -> HandlerResult {
     let db = ctx.db()?;
     let members = users::list_by_account(&db, id).await.or_internal("users")?;
     let keys = api_keys::list_by_account(&db, id).await.or_internal("keys")?;
-    let balance = wallet_balance(ctx, id).await?;
+    let mut wallet = super::usage::wallet_summary(ctx, id).await?;
+    wallet["balance_usd"] = json!(micros_to_usd_string(wallet["balance_micros"].as_i64().unwrap_or(0)));
     json_response(
         200,
         &json!({
             "account": account_json(&account),
             "users": members.iter().map(|u| json!({"id": u.id, "account_id": u.account_id, "email": u.email, "role": u.role, "operator": u.is_operator == 1, "status": u.status})).collect::<Vec<_>>(),
             "api_keys": keys.iter().map(|k| json!({"id": k.id, "name": k.name, "display": format!("{}…{}", k.prefix, k.last4), "status": k.status, "created_at": rfc3339(k.created_at), "last_used_at": k.last_used_at.map(rfc3339)})).collect::<Vec<_>>(),
-            "wallet": wallet_json(balance),
+            "wallet": wallet,
         }),
     )
 }

@@ -106,6 +106,7 @@ pub async fn register(ctx: &Ctx, mut req: Request) -> HandlerResult {
         Err(e) => return Err(e).or_internal("register"),
     }
     logging::emit(logging::info("auth.registered").field("user_id", user_id.as_str()));
+    super::accounts::grant_starting_credit(ctx, &account_id, "prepaid").await;
     let row = users::auth_by_id(&db, &user_id).await.or_internal("user")?.ok_or_else(ApiError::internal)?;
     json_response(201, &open_session(ctx, &row, None).await?)
 }
@@ -320,7 +321,7 @@ async fn create_phone_user(ctx: &Ctx, phone: &str) -> Result<UserAuthRow, ApiErr
     let results =
         db.batch(vec![accounts::insert(&db, &account).or_internal("prepare")?, users::insert(&db, &user).or_internal("prepare")?]).await;
     match results {
-        Ok(r) if r.get(1).map(changes) == Some(1) => {}
+        Ok(r) if r.get(1).map(changes) == Some(1) => super::accounts::grant_starting_credit(ctx, &account_id, "prepaid").await,
         // Two first sign-ins of one number raced; the other one created it.
         Err(e) if is_unique_violation(&e) => {}
         Ok(_) => return Err(ApiError::internal()),

@@ -6,3 +6,4 @@ pub mod device;
 pub mod health;
 pub mod jobs;
 pub mod keys;
+pub mod usage;

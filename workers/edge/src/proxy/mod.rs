@@ -3,6 +3,7 @@
 //! a circuit breaker per upstream, streaming without buffering, and a usage
 //! record per request written after the response (`wait_until`).
 
+mod billing;
 mod breaker;
 mod stream;
 mod upstream_keys;
@@ -164,6 +165,67 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
         return Err(ApiError::unavailable("no_upstream", format!("No upstream is configured for {}.", model.id)));
     }
 
+    let plan = who.key().map(|k| k.plan.clone()).unwrap_or_else(|| "prepaid".into());
+    let estimate = billing::estimate(model, &body, bytes.len() as u64, markup_bps(ctx));
+    let reservation = billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate).await?;
+    let meta = Meta {
+        request_id: ctx.request_id.clone(),
+        account_id: who.account_id.clone(),
+        api_key_id: who.key().map(|k| k.key_id.clone()),
+        model,
+        provider: targets[0].provider,
+        started_ms: started,
+        request_chars: bytes.len() as u64,
+        markup_bps: markup_bps(ctx),
+        reservation,
+    };
+    let result = forward(ctx, who, surface, &body, model, &targets, stream, client_wants_usage, meta).await;
+    result
+}
+
+/// Tries the targets in order; whatever fails before an answer is served
+/// gives the whole reservation back.
+#[allow(clippy::too_many_arguments)]
+async fn forward(
+    ctx: &Ctx,
+    who: &Principal,
+    surface: Surface,
+    body: &Value,
+    model: &'static Model,
+    targets: &[&Target],
+    stream: bool,
+    client_wants_usage: bool,
+    mut meta: Meta,
+) -> HandlerResult {
+    let config = ctx.config();
+    let outcome = attempt_all(ctx, who, surface, body, model, targets, stream, &config).await;
+    match outcome {
+        Ok((resp, provider)) => {
+            meta.provider = provider;
+            if stream {
+                stream::respond(ctx, resp, surface, meta, client_wants_usage)
+            } else {
+                respond_whole(ctx, resp, surface, meta).await
+            }
+        }
+        Err(e) => {
+            billing::release(&ctx.env, &meta.reservation).await;
+            Err(e)
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+async fn attempt_all(
+    ctx: &Ctx,
+    who: &Principal,
+    surface: Surface,
+    body: &Value,
+    model: &'static Model,
+    targets: &[&Target],
+    stream: bool,
+    config: &crate::config::Config<'_>,
+) -> Result<(Response, Provider), ApiError> {
     let timeout = first_byte_timeout(ctx);
     let mut last_error: Option<ApiError> = None;
     let mut all_rate_limited = true;
@@ -179,13 +241,13 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
             // Backoff before another try: 100 ms, 200 ms, …
             worker::Delay::from(Duration::from_millis(100 << (attempt - 1).min(4))).await;
         }
-        let (base, mut key) = upstream::endpoint(&config, provider).ok_or_else(ApiError::internal)?;
+        let (base, mut key) = upstream::endpoint(config, provider).ok_or_else(ApiError::internal)?;
         if provider == Provider::OpenRouter {
             if let Some(own) = upstream_keys::for_account(ctx, &who.account_id).await? {
                 key = own;
             }
         }
-        let up_body = upstream_body(surface, &body, model, target, stream)?;
+        let up_body = upstream_body(surface, body, model, target, stream)?;
         let path = upstream_path(surface, provider.dialect());
         let sent = upstream::post(provider, &base, &key, path, &up_body.to_string(), timeout).await;
         let mut resp = match sent {
@@ -249,21 +311,7 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
             let text = resp.text().await.unwrap_or_default();
             return Err(upstream_client_error(status, &text, provider));
         }
-        let meta = Meta {
-            request_id: ctx.request_id.clone(),
-            account_id: who.account_id.clone(),
-            api_key_id: who.key().map(|k| k.key_id.clone()),
-            model,
-            provider,
-            started_ms: started,
-            request_chars: bytes.len() as u64,
-            markup_bps: markup_bps(ctx),
-        };
-        return if stream {
-            stream::respond(ctx, resp, surface, meta, client_wants_usage)
-        } else {
-            respond_whole(ctx, resp, surface, meta).await
-        };
+        return Ok((resp, provider));
     }
     let mut e = last_error.unwrap_or_else(|| ApiError::upstream(502, "No upstream could serve the request."));
     if !all_rate_limited && e.status == 429 {
@@ -298,6 +346,7 @@ pub struct Meta {
     pub started_ms: i64,
     pub request_chars: u64,
     pub markup_bps: u32,
+    pub reservation: billing::Reservation,
 }
 
 impl Meta {
@@ -305,7 +354,8 @@ impl Meta {
         models::cost_micros(&self.model.price, u.input_tokens, u.cached_input_tokens, u.output_tokens, self.markup_bps)
     }
 
-    pub fn record(&self, u: &Usage, estimated: bool, status: u16) -> UsageRecord {
+    /// The ledger row; `charged_micros` is what the wallet actually took.
+    pub fn record(&self, u: &Usage, estimated: bool, status: u16, charged_micros: i64) -> UsageRecord {
         let now = now_ms();
         UsageRecord {
             request_id: self.request_id.clone(),
@@ -316,7 +366,7 @@ impl Meta {
             input_tokens: u.input_tokens,
             output_tokens: u.output_tokens,
             cached_tokens: u.cached_input_tokens,
-            cost_micros: self.cost(u),
+            cost_micros: charged_micros,
             latency_ms: now - self.started_ms,
             status,
             estimated,
@@ -359,6 +409,15 @@ pub fn set_common_headers(resp: &mut Response, meta: &Meta) {
     let _ = h.set("x-dex-provider", meta.provider.name());
 }
 
+/// Remaining credit, and a warning once it is below $1.
+pub fn set_balance_headers(resp: &mut Response, balance_micros: i64) {
+    let h = resp.headers_mut();
+    let _ = h.set("x-dexto-credits-remaining", &micros_to_usd_string(balance_micros));
+    if balance_micros < dex_shared::wallet::LOW_BALANCE_THRESHOLD_MICROS {
+        let _ = h.set("x-dexto-low-balance", "true");
+    }
+}
+
 async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Meta) -> HandlerResult {
     let text = resp.text().await.map_err(|_| ApiError::upstream(502, "The upstream answer broke off."))?;
     let upstream_json: Value =
@@ -390,10 +449,29 @@ async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Me
         None => (translate::usage::estimate(meta.request_chars, text.len() as u64), true),
     };
     let cost = meta.cost(&usage);
-    record_later(ctx, meta.record(&usage, estimated, 200));
+    let settled = billing::settle(&ctx.env, &meta.reservation, &usage, cost).await;
+    let (charged, balance) = match settled {
+        Ok(s) => {
+            let env = ctx.env.clone();
+            let account = meta.account_id.clone();
+            ctx.worker_ctx.wait_until(async move { billing::after_settle(&env, &account, &s).await });
+            (s.charged_micros, Some(s.balance_micros))
+        }
+        Err(e) => {
+            // The hold stays; the wallet's alarm settles it at the reserved
+            // amount and flags it for reconciliation.
+            logging::emit(logging::error("wallet.settle_failed").field("request_id", meta.request_id.as_str()).field("detail", e));
+            (cost, None)
+        }
+    };
+    record_later(ctx, meta.record(&usage, estimated, 200, charged));
     let mut out = Response::from_json(&answer).or_internal("serialise")?;
     set_common_headers(&mut out, &meta);
-    let _ = out.headers_mut().set("x-dexto-cost-usd", &micros_to_usd_string(cost));
+    let h = out.headers_mut();
+    let _ = h.set("x-dexto-cost-usd", &micros_to_usd_string(charged));
+    if let Some(b) = balance {
+        set_balance_headers(&mut out, b);
+    }
     Ok(out)
 }
 

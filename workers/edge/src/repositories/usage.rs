@@ -96,3 +96,57 @@ pub async fn store_upstream_key(
         .await?;
     Ok(super::changes(&r) == 1)
 }
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct ModelTotals {
+    pub model: String,
+    pub requests: i64,
+    pub cost_micros: i64,
+    pub tokens: i64,
+}
+
+/// Per-model totals of an account between two instants.
+pub async fn totals_by_model(db: &D1Database, account_id: &str, start_ms: i64, end_ms: i64) -> worker::Result<Vec<ModelTotals>> {
+    db.prepare(
+        "SELECT model, COUNT(*) AS requests, SUM(cost_micros) AS cost_micros, SUM(input_tokens + output_tokens) AS tokens \
+         FROM usage_ledger WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 GROUP BY model ORDER BY model",
+    )
+    .bind(&[text(account_id), int(start_ms), int(end_ms)])?
+    .all()
+    .await?
+    .results::<ModelTotals>()
+}
+
+#[derive(Debug, Clone, serde::Deserialize)]
+pub struct RecentRow {
+    pub request_id: String,
+    pub created_at: i64,
+    pub model: String,
+    pub cost_micros: i64,
+    pub input_tokens: i64,
+    pub output_tokens: i64,
+    pub estimated: i64,
+}
+
+pub async fn recent(db: &D1Database, account_id: &str, start_ms: i64, end_ms: i64, limit: u32) -> worker::Result<Vec<RecentRow>> {
+    db.prepare(
+        "SELECT request_id, created_at, model, cost_micros, input_tokens, output_tokens, estimated FROM usage_ledger \
+         WHERE account_id = ?1 AND created_at >= ?2 AND created_at < ?3 ORDER BY created_at DESC LIMIT ?4",
+    )
+    .bind(&[text(account_id), int(start_ms), int(end_ms), int(limit as i64)])?
+    .all()
+    .await?
+    .results::<RecentRow>()
+}
+
+/// All accounts' totals between two instants (operators).
+pub async fn totals_all(db: &D1Database, start_ms: i64, end_ms: i64) -> worker::Result<Vec<ModelTotals>> {
+    db.prepare(
+        "SELECT model, COUNT(*) AS requests, SUM(cost_micros) AS cost_micros, SUM(input_tokens + output_tokens) AS tokens \
+         FROM usage_ledger WHERE created_at >= ?1 AND created_at < ?2 GROUP BY model ORDER BY model",
+    )
+    .bind(&[int(start_ms), int(end_ms)])?
+    .all()
+    .await?
+    .results::<ModelTotals>()
+}
