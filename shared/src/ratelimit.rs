@@ -26,6 +26,48 @@ impl BucketRule {
     }
 }
 
+/// The limits of a key by its account's plan: requests per minute and model
+/// tokens per minute (input estimate + `max_tokens`, settled to the real count).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PlanLimits {
+    pub requests: BucketRule,
+    pub tokens: BucketRule,
+}
+
+pub fn plan_limits(plan: &str) -> PlanLimits {
+    match plan {
+        "pro" | "dominance" => PlanLimits {
+            requests: BucketRule { per_minute: 600, burst: 60 },
+            tokens: BucketRule { per_minute: 2_000_000, burst: 2_000_000 },
+        },
+        "basic" | "velocity" => {
+            PlanLimits { requests: BucketRule { per_minute: 120, burst: 20 }, tokens: BucketRule { per_minute: 400_000, burst: 400_000 } }
+        }
+        _ => PlanLimits { requests: BucketRule::DEFAULT_REQUESTS, tokens: BucketRule { per_minute: 200_000, burst: 200_000 } },
+    }
+}
+
+/// The service-wide ceiling (requests per minute over all keys) is split
+/// over this many `LIMITER` objects so no single object is hot.
+pub const GLOBAL_SHARDS: u32 = 16;
+pub const GLOBAL_PER_MINUTE: u32 = 10_000;
+
+/// One shard's share of the global ceiling.
+pub fn global_shard_rule(total_per_minute: u32) -> BucketRule {
+    let per = (total_per_minute / GLOBAL_SHARDS).max(1);
+    BucketRule { per_minute: per, burst: (per / 6).max(1) }
+}
+
+/// Which shard a request draws from (FNV-1a of its id): spreads load evenly.
+pub fn shard_for(id: &str) -> u32 {
+    let mut h: u32 = 0x811c_9dc5;
+    for b in id.bytes() {
+        h ^= b as u32;
+        h = h.wrapping_mul(0x0100_0193);
+    }
+    h % GLOBAL_SHARDS
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenBucket {
     /// Current level in milli-tokens.
@@ -53,6 +95,14 @@ impl Decision {
 }
 
 impl TokenBucket {
+    /// Returns tokens taken for more than was used (a reservation settled
+    /// below its estimate); never above the bucket's size.
+    pub fn give_back(&mut self, rule: BucketRule, now_ms: i64, amount: u32) {
+        self.refill(rule, now_ms);
+        let cap = rule.burst as i64 * MILLI;
+        self.level_milli = (self.level_milli + amount as i64 * MILLI).min(cap);
+    }
+
     pub fn full(rule: BucketRule, now_ms: i64) -> Self {
         Self { level_milli: rule.burst as i64 * MILLI, updated_ms: now_ms }
     }
@@ -146,6 +196,30 @@ mod tests {
             b.take(RULE, 10_000, 1);
         }
         assert!(!b.take(RULE, 5_000, 1).allowed);
+    }
+
+    #[test]
+    fn give_back_refunds_up_to_the_size() {
+        let rule = BucketRule { per_minute: 60, burst: 100 };
+        let mut b = TokenBucket::full(rule, 0);
+        assert!(b.take(rule, 0, 80).allowed);
+        b.give_back(rule, 0, 50);
+        assert_eq!(b.take(rule, 0, 0).remaining, 70);
+        b.give_back(rule, 0, 500);
+        assert_eq!(b.take(rule, 0, 0).remaining, 100);
+    }
+
+    #[test]
+    fn plans_and_shards() {
+        assert_eq!(plan_limits("prepaid").requests, BucketRule::DEFAULT_REQUESTS);
+        assert!(plan_limits("pro").requests.per_minute > plan_limits("basic").requests.per_minute);
+        let rule = global_shard_rule(GLOBAL_PER_MINUTE);
+        assert_eq!(rule.per_minute * GLOBAL_SHARDS, 10_000);
+        let mut counts = [0u32; GLOBAL_SHARDS as usize];
+        for i in 0..16_000 {
+            counts[shard_for(&format!("req_{i}")) as usize] += 1;
+        }
+        assert!(counts.iter().all(|c| (700..1300).contains(c)), "{counts:?}");
     }
 
     #[test]

@@ -198,3 +198,45 @@ async fn plan_allowance_pays_before_any_balance() {
     let detail = s.get(&format!("/v1/admin/accounts/{account}"), Some(&s.operator_key)).await;
     assert!(detail.body["wallet"]["allowance_used_tokens"].as_u64().unwrap_or(0) > 0, "{}", detail.text);
 }
+
+#[tokio::test]
+async fn tokens_per_minute_are_held_while_a_request_runs_and_returned_after() {
+    let s = stack();
+    let (_, key) = s.new_account("tpm").await;
+    let marker = format!("tpm {}", unique());
+    // A slow stream holds 150k tokens of the key's 200k a minute…
+    s.fakes_script(
+        json!({"provider": "openai", "path": "/v1/chat/completions", "chunk_delay_ms": 150, "times": 1, "body_contains": marker}),
+    )
+    .await;
+    let slow = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(&key)
+        .json(&json!({"model": "gpt-4o-mini", "stream": true, "max_tokens": 150000, "messages": [{"role": "user", "content": marker}]}))
+        .send()
+        .await
+        .expect("sent");
+    assert_eq!(slow.status().as_u16(), 200);
+    // …so another big one is refused while it runs.
+    let second = s
+        .post(
+            "/v1/chat/completions",
+            Some(&key),
+            json!({"model": "gpt-4o-mini", "max_tokens": 150000, "messages": [{"role": "user", "content": "second"}]}),
+        )
+        .await;
+    second.assert_error(429, "tokens_per_minute_exceeded");
+    assert!(second.header("retry-after").is_some());
+    let _ = slow.text().await;
+    // Settled to the real count, the unused tokens come back.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let third = s
+        .post(
+            "/v1/chat/completions",
+            Some(&key),
+            json!({"model": "gpt-4o-mini", "max_tokens": 150000, "messages": [{"role": "user", "content": "third"}]}),
+        )
+        .await;
+    assert_eq!(third.status, 200, "{}", third.text);
+}

@@ -98,6 +98,9 @@ async fn key_rate_limit_is_a_token_bucket_with_retry_after() {
     refused.assert_error(429, "rate_limit_exceeded");
     let retry: u64 = refused.header("retry-after").and_then(|v| v.parse().ok()).expect("Retry-After");
     assert!((1..=60).contains(&retry), "{retry}");
+    // One token comes back every second.
+    tokio::time::sleep(std::time::Duration::from_millis(1_100 * retry.max(1))).await;
+    assert_eq!(s.get("/v1/me", Some(&key)).await.status, 200, "refilled");
     // Another key is not affected: the bucket is per key.
     let (_, other) = s.new_account("limits-other").await;
     assert_eq!(s.get("/v1/me", Some(&other)).await.status, 200);

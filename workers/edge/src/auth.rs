@@ -4,7 +4,7 @@
 use dex_shared::error::ApiError;
 use dex_shared::jwt::{self, AccessClaims, SigningKeys};
 use dex_shared::keys::{constant_time_eq, keyed_hash, looks_like_api_key};
-use dex_shared::ratelimit::{BucketRule, Decision};
+use dex_shared::ratelimit::{global_shard_rule, plan_limits, shard_for, BucketRule, Decision, GLOBAL_PER_MINUTE};
 use serde_json::json;
 use worker::{Method, Request};
 
@@ -238,23 +238,77 @@ fn rule(ctx: &Ctx, prefix: &str, default: BucketRule) -> BucketRule {
     }
 }
 
-/// Takes one token from the named bucket (one LIMITER object per name).
-async fn take(ctx: &Ctx, bucket: &str, rule: BucketRule) -> Result<Decision, ApiError> {
-    let body = json!({"rule": rule, "cost": 1, "now_ms": ctx.now_ms()});
+/// Takes `cost` from a bucket of a `LIMITER` object.
+async fn take_from(ctx: &Ctx, object: &str, bucket: &str, rule: BucketRule, cost: u32) -> Result<Decision, ApiError> {
+    let body = json!({"bucket": bucket, "rule": rule, "cost": cost, "now_ms": ctx.now_ms()});
     let (status, decision) =
-        durable::call::<Decision>(&ctx.env, "LIMITER", bucket, Method::Post, "/take", Some(&body)).await.or_internal("limiter")?;
+        durable::call::<Decision>(&ctx.env, "LIMITER", object, Method::Post, "/take", Some(&body)).await.or_internal("limiter")?;
     if status != 200 {
         return Err(ApiError::internal());
-    }
-    if !decision.allowed {
-        return Err(ApiError::rate_limited(decision.retry_after_secs()));
     }
     Ok(decision)
 }
 
-/// Per-key request limit; 429 with `Retry-After` when the bucket is empty.
+fn refuse(decision: Decision) -> Result<Decision, ApiError> {
+    if decision.allowed {
+        Ok(decision)
+    } else {
+        Err(ApiError::rate_limited(decision.retry_after_secs()))
+    }
+}
+
+/// Takes one request from the named object's bucket.
+async fn take(ctx: &Ctx, object: &str, rule: BucketRule) -> Result<Decision, ApiError> {
+    refuse(take_from(ctx, object, "requests", rule, 1).await?)
+}
+
+fn key_object(key_id: &str) -> String {
+    format!("key:{key_id}")
+}
+
+/// Per-key request limit (the plan's, unless configured) and one shard of
+/// the service-wide ceiling, checked at once; 429 with `Retry-After` when
+/// either bucket is empty.
 pub async fn rate_limit(ctx: &Ctx, key: &KeyContext) -> Result<Decision, ApiError> {
-    take(ctx, &format!("key:{}", key.key_id), rule(ctx, "RATE_LIMIT", BucketRule::DEFAULT_REQUESTS)).await
+    let mine = rule(ctx, "RATE_LIMIT", plan_limits(&key.plan).requests);
+    let global = global_shard_rule(ctx.config().get_u64("GLOBAL_RATE_LIMIT_PER_MINUTE", GLOBAL_PER_MINUTE as u64) as u32);
+    let shard = format!("global:{}", shard_for(&ctx.request_id));
+    let (own, all) = futures_util::future::join(
+        take_from(ctx, &key_object(&key.key_id), "requests", mine, 1),
+        take_from(ctx, &shard, "requests", global, 1),
+    )
+    .await;
+    let all = all?;
+    if !all.allowed {
+        logging::emit(logging::warn("limits.global_ceiling").field("shard", shard));
+        return Err(ApiError::rate_limited(all.retry_after_secs()));
+    }
+    refuse(own?)
+}
+
+/// Model tokens per minute: the worst case is taken before forwarding…
+pub async fn take_tokens(ctx: &Ctx, key: &KeyContext, tokens: u64) -> Result<(), ApiError> {
+    let rule = plan_limits(&key.plan).tokens;
+    let cost = tokens.min(rule.burst as u64) as u32;
+    let d = take_from(ctx, &key_object(&key.key_id), "tokens", rule, cost).await?;
+    if d.allowed {
+        Ok(())
+    } else {
+        let mut e = ApiError::rate_limited(d.retry_after_secs());
+        e.code = "tokens_per_minute_exceeded";
+        e.message = format!("Token rate limit reached ({} tokens a minute). Retry after {} s.", rule.per_minute, d.retry_after_secs());
+        Err(e)
+    }
+}
+
+/// …and what went unused is given back once the real count is known.
+pub async fn give_back_tokens(env: &worker::Env, key_id: &str, plan: &str, tokens: u64) {
+    if tokens == 0 {
+        return;
+    }
+    let rule = plan_limits(plan).tokens;
+    let body = json!({"bucket": "tokens", "rule": rule, "cost": tokens.min(u32::MAX as u64) as u32, "now_ms": logging::now_ms()});
+    let _ = durable::call::<Decision>(env, "LIMITER", &key_object(key_id), Method::Post, "/give", Some(&body)).await;
 }
 
 fn client_ip(req: &Request) -> String {

@@ -1,9 +1,12 @@
-//! `LIMITER`: one per API key. The bucket lives in the object, so the limit
-//! is exact however many isolates serve the key (no per-replica multiplication).
-//! It is kept in memory: an object evicted after idling would refill to full
-//! anyway.
+//! `LIMITER`: token buckets. One object per API key (its request and token
+//! buckets), one per sign-in identity, and `GLOBAL_SHARDS` objects sharing
+//! the service-wide ceiling. The buckets live in the object, so a limit is
+//! exact however many isolates serve the key (no per-replica
+//! multiplication). They are kept in memory: an object evicted after idling
+//! would have refilled to full anyway.
 
 use std::cell::RefCell;
+use std::collections::HashMap;
 
 use dex_shared::ratelimit::{BucketRule, TokenBucket};
 use serde::Deserialize;
@@ -14,11 +17,17 @@ use super::reply;
 
 #[durable_object]
 pub struct Limiter {
-    bucket: RefCell<Option<TokenBucket>>,
+    buckets: RefCell<HashMap<String, TokenBucket>>,
+}
+
+fn default_bucket() -> String {
+    "requests".into()
 }
 
 #[derive(Deserialize)]
-struct TakeRequest {
+struct BucketRequest {
+    #[serde(default = "default_bucket")]
+    bucket: String,
     rule: BucketRule,
     cost: u32,
     now_ms: i64,
@@ -26,22 +35,27 @@ struct TakeRequest {
 
 impl DurableObject for Limiter {
     fn new(_state: State, _env: Env) -> Self {
-        Self { bucket: RefCell::new(None) }
+        Self { buckets: RefCell::new(HashMap::new()) }
     }
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
-        if req.method() != Method::Post || req.path() != "/take" {
+        let path = req.path();
+        if req.method() != Method::Post || !(path == "/take" || path == "/give") {
             return reply(404, &json!({"error": "unknown limiter operation"}));
         }
-        let Ok(take) = req.json::<TakeRequest>().await else {
+        let Ok(op) = req.json::<BucketRequest>().await else {
             return reply(400, &json!({"error": "bad_request"}));
         };
-        if !take.rule.is_valid() {
+        if !op.rule.is_valid() {
             return reply(400, &json!({"error": "invalid_rule"}));
         }
-        let mut slot = self.bucket.borrow_mut();
-        let bucket = slot.get_or_insert_with(|| TokenBucket::full(take.rule, take.now_ms));
-        let decision = bucket.take(take.rule, take.now_ms, take.cost);
+        let mut buckets = self.buckets.borrow_mut();
+        let bucket = buckets.entry(op.bucket).or_insert_with(|| TokenBucket::full(op.rule, op.now_ms));
+        if path == "/give" {
+            bucket.give_back(op.rule, op.now_ms, op.cost);
+            return reply(200, &serde_json::to_value(bucket.take(op.rule, op.now_ms, 0))?);
+        }
+        let decision = bucket.take(op.rule, op.now_ms, op.cost);
         reply(200, &serde_json::to_value(decision)?)
     }
 }

@@ -167,7 +167,20 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
 
     let plan = who.key().map(|k| k.plan.clone()).unwrap_or_else(|| "prepaid".into());
     let estimate = billing::estimate(model, &body, bytes.len() as u64, markup_bps(ctx));
-    let reservation = billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate).await?;
+    // Tokens per minute: the worst case now, the unused part given back later.
+    let tokens_taken = estimate.input_tokens + estimate.max_output_tokens;
+    if let Some(k) = who.key() {
+        crate::auth::take_tokens(ctx, k, tokens_taken).await?;
+    }
+    let reservation = match billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate).await {
+        Ok(r) => r,
+        Err(e) => {
+            if let Some(k) = who.key() {
+                crate::auth::give_back_tokens(&ctx.env, &k.key_id, &plan, tokens_taken).await;
+            }
+            return Err(e);
+        }
+    };
     let meta = Meta {
         request_id: ctx.request_id.clone(),
         account_id: who.account_id.clone(),
@@ -178,6 +191,7 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
         request_chars: bytes.len() as u64,
         markup_bps: markup_bps(ctx),
         reservation,
+        tokens_taken,
     };
     let result = forward(ctx, who, surface, &body, model, &targets, stream, client_wants_usage, meta).await;
     result
@@ -210,6 +224,7 @@ async fn forward(
         }
         Err(e) => {
             billing::release(&ctx.env, &meta.reservation).await;
+            meta.refund_tokens(&ctx.env, 0).await;
             Err(e)
         }
     }
@@ -347,9 +362,18 @@ pub struct Meta {
     pub request_chars: u64,
     pub markup_bps: u32,
     pub reservation: billing::Reservation,
+    /// Tokens taken from the key's tokens-per-minute bucket up front.
+    pub tokens_taken: u64,
 }
 
 impl Meta {
+    /// Gives back what the tokens-per-minute bucket lent beyond `used`.
+    pub async fn refund_tokens(&self, env: &worker::Env, used: u64) {
+        if let Some(key_id) = &self.api_key_id {
+            crate::auth::give_back_tokens(env, key_id, &self.reservation.plan, self.tokens_taken.saturating_sub(used)).await;
+        }
+    }
+
     pub fn cost(&self, u: &Usage) -> i64 {
         models::cost_micros(&self.model.price, u.input_tokens, u.cached_input_tokens, u.output_tokens, self.markup_bps)
     }
@@ -464,6 +488,7 @@ async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Me
             (cost, None)
         }
     };
+    meta.refund_tokens(&ctx.env, usage.input_tokens + usage.output_tokens).await;
     record_later(ctx, meta.record(&usage, estimated, 200, charged));
     let mut out = Response::from_json(&answer).or_internal("serialise")?;
     set_common_headers(&mut out, &meta);

@@ -330,6 +330,7 @@ pub fn respond(ctx: &Ctx, mut upstream: Response, surface: Surface, meta: Meta, 
                 cost
             }
         };
+        meta.refund_tokens(&env, u.input_tokens + u.output_tokens).await;
         if let Ok(db) = db {
             super::write_record(&db, meta.record(&u, estimated, end.status, charged)).await;
         }
