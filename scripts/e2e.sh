@@ -30,10 +30,13 @@ fi
 cargo test -q -p dex-edge-tests --no-run
 
 # Every test request comes from 127.0.0.1, so the per-IP sign-in bucket is
-# widened here; the per-account bucket keeps its production setting.
+# widened here; the per-account bucket keeps its production setting. Wallet
+# holds expire after 4 s (10 min in production) so the alarm that settles an
+# abandoned hold can be seen; no other test request lasts that long.
 DEX_SKIP_BUILD=1 stack_start "$(free_port)" "$(free_port)" "$STATE/persist" "$STATE" 0 \
   --var "LOGIN_IP_PER_MINUTE:10000" --var "LOGIN_IP_BURST:10000" \
-  --var "OPENROUTER_PER_ACCOUNT_KEYS:true" --var "OPENROUTER_ACCOUNT_LIMIT_USD:25"
+  --var "OPENROUTER_PER_ACCOUNT_KEYS:true" --var "OPENROUTER_ACCOUNT_LIMIT_USD:25" \
+  --var "WALLET_HOLD_TTL_MS:4000"
 
 export DEX_STACK_JSON="$STATE/stack.json"
 cargo test -p dex-edge-tests --test e2e -- --test-threads 4

@@ -211,6 +211,33 @@ async fn per_account_upstream_keys_are_sealed_at_rest() {
     assert_eq!(rows[0]["limit_micros"], 25_000_000);
 }
 
+#[tokio::test]
+async fn a_hold_left_unsettled_is_settled_by_the_alarm_at_the_reserved_amount() {
+    let s = stack();
+    let (account, key) = s.new_account("alarm").await;
+    let marker = format!("alarm {}", unique());
+    let body =
+        serde_json::json!({"model": "gpt-4o-mini", "stream": true, "max_tokens": 1000, "messages": [{"role": "user", "content": marker}]});
+    // What the proxy reserves: input estimated at ceil(bytes / 3), plus max_tokens, at gpt-4o-mini's price.
+    let bytes = serde_json::to_vec(&body).map(|b| b.len() as i64).unwrap_or(0);
+    let input = (bytes + 2) / 3;
+    let reserved = (input * 150_000 + 1000 * 600_000 + 999_999) / 1_000_000;
+    let before =
+        s.get(&format!("/v1/admin/accounts/{account}"), Some(&s.operator_key)).await.body["wallet"]["balance_micros"].as_i64().unwrap_or(0);
+    // A stream slower than the hold's 4 s lifetime (set for the test stack):
+    // the wallet's alarm settles the hold before the Worker does.
+    s.fakes_script(serde_json::json!({"provider": "openai", "path": "/v1/chat/completions", "chunk_delay_ms": 500, "times": 1, "body_contains": marker})).await;
+    let r = s.http.post(s.url("/v1/chat/completions")).bearer_auth(&key).json(&body).send().await.expect("sent");
+    let id = r.headers()["x-dexto-request-id"].to_str().unwrap_or_default().to_string();
+    let _ = r.text().await;
+    let row = ledger_row(&s, &id).await;
+    assert_eq!(row["reconcile"], 1, "flagged for reconciliation: {row}");
+    assert_eq!(row["cost_micros"], reserved, "charged at the reserved amount: {row}");
+    let wallet = s.get(&format!("/v1/admin/accounts/{account}"), Some(&s.operator_key)).await.body["wallet"].clone();
+    assert_eq!(wallet["balance_micros"], before - reserved, "{wallet}");
+    assert_eq!(wallet["holds"], 0);
+}
+
 /// Named to run last (libtest orders by name in this one-thread binary): it
 /// leaves OpenAI's breaker open for 30 s in the Worker's isolate.
 #[tokio::test]

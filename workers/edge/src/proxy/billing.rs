@@ -14,8 +14,8 @@ use crate::durable;
 use crate::logging;
 
 /// A hold outlives any request it covers; the alarm settles it only if the
-/// Worker died before settling.
-const HOLD_TTL_MS: i64 = 10 * 60 * 1000;
+/// Worker died before settling. `WALLET_HOLD_TTL_MS` overrides it.
+pub const HOLD_TTL_MS: i64 = 10 * 60 * 1000;
 
 #[derive(Debug, Clone)]
 pub struct Reservation {
@@ -32,6 +32,8 @@ pub struct Settled {
     pub charged_micros: i64,
     pub balance_micros: i64,
     pub low_balance_crossed: bool,
+    /// The wallet's alarm had already settled the hold at its reserved amount.
+    pub expired: bool,
 }
 
 fn dollars(micros: i64) -> f64 {
@@ -72,8 +74,15 @@ pub fn estimate(model: &Model, body: &Value, body_bytes: u64, markup_bps: u32) -
     Estimate { input_tokens: input, max_output_tokens: out, cost_micros: cost_micros(&model.price, input, 0, out, markup_bps) }
 }
 
-pub async fn reserve(env: &Env, request_id: &str, account_id: &str, plan: &str, estimate: &Estimate) -> Result<Reservation, ApiError> {
-    let call = json!({"request_id": request_id, "plan": plan, "estimate": estimate, "now_ms": logging::now_ms(), "ttl_ms": HOLD_TTL_MS});
+pub async fn reserve(
+    env: &Env,
+    request_id: &str,
+    account_id: &str,
+    plan: &str,
+    estimate: &Estimate,
+    ttl_ms: i64,
+) -> Result<Reservation, ApiError> {
+    let call = json!({"request_id": request_id, "plan": plan, "estimate": estimate, "now_ms": logging::now_ms(), "ttl_ms": ttl_ms});
     let (status, answer) = durable::call::<Value>(env, "WALLET", account_id, Method::Post, "/reserve", Some(&call)).await.map_err(|e| {
         logging::emit(logging::error("wallet.unreachable").field("detail", e.to_string()));
         ApiError::unavailable("wallet_unavailable", "Billing is unavailable; nothing was charged. Retry shortly.")
@@ -108,6 +117,7 @@ pub async fn settle(env: &Env, r: &Reservation, usage: &Usage, model_cost_micros
         charged_micros: charge["prepaid_micros"].as_i64().unwrap_or(0) + charge["overage_micros"].as_i64().unwrap_or(0),
         balance_micros: answer["wallet"]["balance_micros"].as_i64().unwrap_or(0),
         low_balance_crossed: answer["low_balance_crossed"].as_bool().unwrap_or(false),
+        expired: charge["expired"].as_bool().unwrap_or(false),
     })
 }
 

@@ -172,7 +172,8 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
     if let Some(k) = who.key() {
         crate::auth::take_tokens(ctx, k, tokens_taken).await?;
     }
-    let reservation = match billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate).await {
+    let ttl = ctx.config().get_u64("WALLET_HOLD_TTL_MS", billing::HOLD_TTL_MS as u64) as i64;
+    let reservation = match billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate, ttl).await {
         Ok(r) => r,
         Err(e) => {
             if let Some(k) = who.key() {
@@ -378,8 +379,9 @@ impl Meta {
         models::cost_micros(&self.model.price, u.input_tokens, u.cached_input_tokens, u.output_tokens, self.markup_bps)
     }
 
-    /// The ledger row; `charged_micros` is what the wallet actually took.
-    pub fn record(&self, u: &Usage, estimated: bool, status: u16, charged_micros: i64) -> UsageRecord {
+    /// The ledger row; `charged_micros` is what the wallet actually took,
+    /// `reconcile` marks a charge the wallet's alarm made at the reserved amount.
+    pub fn record(&self, u: &Usage, estimated: bool, status: u16, charged_micros: i64, reconcile: bool) -> UsageRecord {
         let now = now_ms();
         UsageRecord {
             request_id: self.request_id.clone(),
@@ -394,6 +396,7 @@ impl Meta {
             latency_ms: now - self.started_ms,
             status,
             estimated,
+            reconcile,
             created_at: now,
         }
     }
@@ -474,6 +477,7 @@ async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Me
     };
     let cost = meta.cost(&usage);
     let settled = billing::settle(&ctx.env, &meta.reservation, &usage, cost).await;
+    let reconcile = settled.as_ref().map(|s| s.expired).unwrap_or(false);
     let (charged, balance) = match settled {
         Ok(s) => {
             let env = ctx.env.clone();
@@ -489,7 +493,7 @@ async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Me
         }
     };
     meta.refund_tokens(&ctx.env, usage.input_tokens + usage.output_tokens).await;
-    record_later(ctx, meta.record(&usage, estimated, 200, charged));
+    record_later(ctx, meta.record(&usage, estimated, 200, charged, reconcile));
     let mut out = Response::from_json(&answer).or_internal("serialise")?;
     set_common_headers(&mut out, &meta);
     let h = out.headers_mut();

@@ -318,6 +318,7 @@ pub fn respond(ctx: &Ctx, mut upstream: Response, surface: Surface, meta: Meta, 
             Some(s) => s,
             None => billing::settle(&env, &meta.reservation, &u, cost).await,
         };
+        let reconcile = settled.as_ref().map(|s| s.expired).unwrap_or(false);
         let charged = match settled {
             Ok(s) => {
                 billing::after_settle(&env, &meta.account_id, &s).await;
@@ -332,7 +333,7 @@ pub fn respond(ctx: &Ctx, mut upstream: Response, surface: Surface, meta: Meta, 
         };
         meta.refund_tokens(&env, u.input_tokens + u.output_tokens).await;
         if let Ok(db) = db {
-            super::write_record(&db, meta.record(&u, estimated, end.status, charged)).await;
+            super::write_record(&db, meta.record(&u, estimated, end.status, charged, reconcile)).await;
         }
     });
     Ok(resp)

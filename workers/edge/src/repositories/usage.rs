@@ -20,6 +20,7 @@ pub struct UsageRecord {
     pub latency_ms: i64,
     pub status: u16,
     pub estimated: bool,
+    pub reconcile: bool,
     pub created_at: i64,
 }
 
@@ -27,8 +28,8 @@ pub struct UsageRecord {
 pub async fn record(db: &D1Database, r: &UsageRecord) -> worker::Result<()> {
     let ledger = db
         .prepare(
-            "INSERT OR IGNORE INTO usage_ledger (request_id, account_id, api_key_id, kind, model, provider, input_tokens, output_tokens, cached_tokens, cost_micros, latency_ms, status, estimated, created_at) \
-             VALUES (?1, ?2, ?3, 'ai_request', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+            "INSERT OR IGNORE INTO usage_ledger (request_id, account_id, api_key_id, kind, model, provider, input_tokens, output_tokens, cached_tokens, cost_micros, latency_ms, status, estimated, created_at, reconcile) \
+             VALUES (?1, ?2, ?3, 'ai_request', ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
         )
         .bind(&[
             text(&r.request_id),
@@ -44,6 +45,7 @@ pub async fn record(db: &D1Database, r: &UsageRecord) -> worker::Result<()> {
             int(r.status as i64),
             int(r.estimated as i64),
             int(r.created_at),
+            int(r.reconcile as i64),
         ])?;
     // `changes()` of the previous statement says whether the ledger row is new,
     // so a replayed record never counts twice in the month.
