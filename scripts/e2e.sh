@@ -36,13 +36,15 @@ cargo test -q -p dex-edge-tests --no-run
 DEX_SKIP_BUILD=1 stack_start "$(free_port)" "$(free_port)" "$STATE/persist" "$STATE" 0 \
   --var "LOGIN_IP_PER_MINUTE:10000" --var "LOGIN_IP_BURST:10000" \
   --var "OPENROUTER_PER_ACCOUNT_KEYS:true" --var "OPENROUTER_ACCOUNT_LIMIT_USD:25" \
-  --var "WALLET_HOLD_TTL_MS:4000"
+  --var "WALLET_HOLD_TTL_MS:4000" --var "PLAN_INCLUDED_TOKENS:1000"
 
 export DEX_STACK_JSON="$STATE/stack.json"
-cargo test -p dex-edge-tests --test e2e -- --test-threads 4
+# E2E_SKIP=name skips tests whose name contains it (for working on one area).
+skip=(); [ -n "${E2E_SKIP:-}" ] && skip=(--skip "$E2E_SKIP")
+cargo test -p dex-edge-tests --test e2e -- --test-threads 4 ${skip[@]+"${skip[@]}"}
 # The official OpenAI and Anthropic SDKs as clients.
 .venv/bin/python -m pytest -q -p no:cacheprovider tests/sdk
-cargo test -p dex-edge-tests --test e2e_storage -- --test-threads 1
+cargo test -p dex-edge-tests --test e2e_storage -- --test-threads 1 ${skip[@]+"${skip[@]}"}
 # Last, with every other request made: nothing secret reached the Worker's log.
 cargo test -p dex-edge-tests --test log_hygiene
 status=0

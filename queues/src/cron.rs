@@ -43,11 +43,10 @@ impl CronTask {
     }
 
     /// Jobs the task puts on the queue, where they get retries and the
-    /// dead-letter queue. Usage sync (Stripe) and the warm-up check join these
-    /// when their integrations land.
+    /// dead-letter queue. The warm-up check joins these with the domain pool.
     pub fn enqueued_jobs(self) -> Vec<Job> {
         match self {
-            CronTask::HourlyUsageSync => vec![Job::RefreshModels],
+            CronTask::HourlyUsageSync => vec![Job::SyncUsage, Job::RefreshModels],
             CronTask::Sweep | CronTask::DomainWarmupCheck => Vec::new(),
         }
     }

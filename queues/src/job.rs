@@ -13,6 +13,16 @@ pub enum Job {
     /// An account's prepaid balance fell below the low-balance threshold
     /// (enqueued once per crossing, by the settle that crossed it).
     LowBalance { account_id: String, balance_micros: i64 },
+    /// A verified Stripe webhook event, applied off the webhook's response path.
+    StripeEvent { event: serde_json::Value },
+    /// Reports each metered account's overage since the last sync to Stripe.
+    SyncUsage,
+    /// A Poindexter plan started: provision the identity (mailbox, number, Signal).
+    ProvisionIdentity { account_id: String, plan: String },
+    /// A Poindexter plan ended: take the identity down.
+    DeprovisionIdentity { account_id: String },
+    /// A persona tier started: allocate its personas, domains and mailboxes.
+    AllocatePersonas { account_id: String, tier: String },
 }
 
 impl Job {
@@ -21,6 +31,11 @@ impl Job {
             Job::Sweep => "sweep",
             Job::RefreshModels => "refresh_models",
             Job::LowBalance { .. } => "low_balance",
+            Job::StripeEvent { .. } => "stripe_event",
+            Job::SyncUsage => "sync_usage",
+            Job::ProvisionIdentity { .. } => "provision_identity",
+            Job::DeprovisionIdentity { .. } => "deprovision_identity",
+            Job::AllocatePersonas { .. } => "allocate_personas",
         }
     }
 }

@@ -41,6 +41,11 @@ pub trait JobPorts {
     async fn delete_finished_jobs(&self, finished_before_ms: i64) -> Result<u64, JobError>;
     async fn delete_expired_device_codes(&self, expired_before_ms: i64) -> Result<u64, JobError>;
 
+    /// Applies a verified Stripe event (credits, plans, account status).
+    async fn apply_stripe_event(&self, event: &serde_json::Value) -> Result<serde_json::Value, JobError>;
+    /// Sends metered accounts' unreported overage to Stripe meters.
+    async fn sync_usage(&self) -> Result<serde_json::Value, JobError>;
+
     fn model_sources(&self) -> Vec<ModelSource>;
     async fn fetch_model_ids(&self, source: &ModelSource) -> Result<Vec<String>, JobError>;
     async fn store_model_ids(&self, source: &ModelSource, ids: &[String], fetched_at_ms: i64) -> Result<(), JobError>;

@@ -18,6 +18,7 @@ pub mod password;
 pub mod ratelimit;
 pub mod routes;
 pub mod sessions;
+pub mod stripe;
 pub mod time;
 pub mod translate;
 pub mod wallet;

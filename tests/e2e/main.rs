@@ -13,5 +13,6 @@ mod jobs;
 mod keys;
 mod platform;
 mod proxy;
+mod stripe;
 mod usage;
 mod wallet_and_limits;

@@ -238,6 +238,86 @@ async fn a_hold_left_unsettled_is_settled_by_the_alarm_at_the_reserved_amount() 
     assert_eq!(wallet["holds"], 0);
 }
 
+#[tokio::test]
+async fn overage_reaches_the_stripe_meter_exactly_once_across_a_failure_and_a_retry() {
+    let s = stack();
+    let ses = s.register("meter").await;
+    let secret = common::stack_json()["stripe_webhook_secret"].as_str().unwrap_or_default().to_string();
+    // Subscribe to Basic through Checkout (its allowance is 1,000 tokens in the test stack).
+    let sub = s.post("/v1/billing/subscribe", Some(&ses.token), serde_json::json!({"plan": "basic"})).await;
+    assert_eq!(sub.status, 200, "{}", sub.text);
+    let session = sub.body["checkout_session_id"].as_str().unwrap_or_default().to_string();
+    let done = s
+        .http
+        .post(format!("{}/__fakes/stripe/checkout/{session}/complete", s.fakes))
+        .json(&serde_json::json!({"webhook_url": s.url("/webhooks/stripe"), "secret": secret}))
+        .send()
+        .await
+        .expect("fakes");
+    assert!(done.status().is_success());
+    for _ in 0..40 {
+        if s.get("/v1/billing/subscription", Some(&ses.token)).await.body["plan"] == "basic" {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    let (_, key) = s.create_key(&ses.token, "meter").await;
+    // Two requests of ~1,250 input tokens each: past the allowance.
+    for i in 0..2 {
+        let prompt = format!("{i} {}", "word ".repeat(1000));
+        let r = s
+            .post(
+                "/v1/chat/completions",
+                Some(&key),
+                serde_json::json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": prompt}]}),
+            )
+            .await;
+        assert_eq!(r.status, 200, "{}", r.text);
+    }
+    let wallet = s.get(&format!("/v1/admin/accounts/{}", ses.account_id), Some(&s.operator_key)).await.body["wallet"].clone();
+    let overage_in = wallet["overage_input_tokens"].as_u64().unwrap_or(0);
+    let overage_out = wallet["overage_output_tokens"].as_u64().unwrap_or(0);
+    assert!(overage_in > 0, "{wallet}");
+    // Stripe fails the first meter call; the job retries.
+    s.fakes_script(serde_json::json!({"provider": "stripe", "path": "/v1/billing/meter_events", "status": 500, "times": 1})).await;
+    let hourly = || async {
+        let r = s.http.get(s.url("/__scheduled")).query(&[("cron", "0 * * * *")]).send().await.expect("scheduled");
+        assert!(r.status().is_success());
+        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+        for _ in 0..60 {
+            let jobs = s.get("/v1/admin/jobs?type=sync_usage&limit=1", Some(&s.operator_key)).await;
+            if jobs.body["jobs"][0]["status"] == "completed" {
+                return jobs.body["jobs"][0].clone();
+            }
+            tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        }
+        panic!("sync_usage did not complete");
+    };
+    let first = hourly().await;
+    assert!(first["attempts"].as_i64().unwrap_or(0) >= 2, "retried after Stripe's 500: {first}");
+    let again = hourly().await;
+    assert_eq!(again["result"]["meter_events"], 0, "nothing new to send: {again}");
+    let events: serde_json::Value =
+        s.http.get(format!("{}/__fakes/stripe/meter_events", s.fakes)).send().await.expect("fakes").json().await.unwrap_or_default();
+    let customer = {
+        let reqs = s.fakes_requests("stripe", "/v1/checkout/sessions").await;
+        let body = reqs.iter().filter_map(|q| q["body"].as_str()).find(|b| b.contains(&ses.account_id)).unwrap_or_default().to_string();
+        body.split('&').find_map(|kv| kv.strip_prefix("customer=")).unwrap_or_default().to_string()
+    };
+    let mine: Vec<&serde_json::Value> = events["events"]
+        .as_array()
+        .map(|e| e.iter().filter(|m| m["payload"]["stripe_customer_id"] == customer.as_str()).collect())
+        .unwrap_or_default();
+    let total = |kind: &str| -> u64 {
+        mine.iter()
+            .filter(|m| m["event_name"].as_str().is_some_and(|n| n.contains(kind)))
+            .map(|m| m["payload"]["value"].as_str().and_then(|v| v.parse::<u64>().ok()).unwrap_or(0))
+            .sum()
+    };
+    assert_eq!(total("input"), overage_in, "input overage reported exactly once: {events}");
+    assert_eq!(total("output"), overage_out, "output overage reported exactly once: {events}");
+}
+
 /// Named to run last (libtest orders by name in this one-thread binary): it
 /// leaves OpenAI's breaker open for 30 s in the Worker's isolate.
 #[tokio::test]

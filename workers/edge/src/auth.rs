@@ -95,8 +95,8 @@ pub fn issue_access_token(ctx: &Ctx, claims: &AccessClaims) -> Result<String, Ap
 }
 
 /// Ends a session family's access tokens before they expire on their own.
-pub async fn revoke_session_family(ctx: &Ctx, sid: &str) -> Result<(), ApiError> {
-    let kv = ctx.env.kv("CACHE").or_internal("binding CACHE")?;
+pub async fn revoke_session_family(env: &worker::Env, sid: &str) -> Result<(), ApiError> {
+    let kv = env.kv("CACHE").or_internal("binding CACHE")?;
     kv.put(&session_revoked_key(sid), "1")
         .or_internal("kv put")?
         .expiration_ttl((jwt::ACCESS_TTL_SECS + 60) as u64)
@@ -106,8 +106,8 @@ pub async fn revoke_session_family(ctx: &Ctx, sid: &str) -> Result<(), ApiError>
 }
 
 /// Forgets cached key contexts (after revoke, rotate, suspension).
-pub async fn forget_keys(ctx: &Ctx, key_hashes: &[String]) {
-    if let Ok(kv) = ctx.env.kv("CACHE") {
+pub async fn forget_keys(env: &worker::Env, key_hashes: &[String]) {
+    if let Ok(kv) = env.kv("CACHE") {
         for h in key_hashes {
             let _ = kv.delete(&key_cache_key(h)).await;
         }
@@ -286,18 +286,43 @@ pub async fn rate_limit(ctx: &Ctx, key: &KeyContext) -> Result<Decision, ApiErro
     refuse(own?)
 }
 
-/// Model tokens per minute: the worst case is taken before forwarding…
-pub async fn take_tokens(ctx: &Ctx, key: &KeyContext, tokens: u64) -> Result<(), ApiError> {
-    let rule = plan_limits(&key.plan).tokens;
-    let cost = tokens.min(rule.burst as u64) as u32;
-    let d = take_from(ctx, &key_object(&key.key_id), "tokens", rule, cost).await?;
-    if d.allowed {
-        Ok(())
-    } else {
-        let mut e = ApiError::rate_limited(d.retry_after_secs());
-        e.code = "tokens_per_minute_exceeded";
-        e.message = format!("Token rate limit reached ({} tokens a minute). Retry after {} s.", rule.per_minute, d.retry_after_secs());
-        Err(e)
+/// For the AI proxy: the key's request and tokens-per-minute buckets in one
+/// call (all or none), and a shard of the service-wide ceiling beside it.
+/// Returns the request bucket's decision for the `x-ratelimit-*` headers.
+pub async fn rate_limit_with_tokens(ctx: &Ctx, key: &KeyContext, tokens: u64) -> Result<Decision, ApiError> {
+    let limits = plan_limits(&key.plan);
+    let requests = rule(ctx, "RATE_LIMIT", limits.requests);
+    let token_cost = tokens.min(limits.tokens.burst as u64) as u32;
+    let now = ctx.now_ms();
+    let many = json!({"takes": [
+        {"bucket": "requests", "rule": requests, "cost": 1, "now_ms": now},
+        {"bucket": "tokens", "rule": limits.tokens, "cost": token_cost, "now_ms": now},
+    ]});
+    let global = global_shard_rule(ctx.config().get_u64("GLOBAL_RATE_LIMIT_PER_MINUTE", GLOBAL_PER_MINUTE as u64) as u32);
+    let shard = format!("global:{}", shard_for(&ctx.request_id));
+    let object = key_object(&key.key_id);
+    let own = durable::call::<Vec<Decision>>(&ctx.env, "LIMITER", &object, Method::Post, "/take-many", Some(&many));
+    let (own, all) = futures_util::future::join(own, take_from(ctx, &shard, "requests", global, 1)).await;
+    let all = all?;
+    if !all.allowed {
+        logging::emit(logging::warn("limits.global_ceiling").field("shard", shard));
+        return Err(ApiError::rate_limited(all.retry_after_secs()));
+    }
+    let (status, decisions) = own.or_internal("limiter")?;
+    match (status, decisions.as_slice()) {
+        (200, [req, _]) if !req.allowed => Err(ApiError::rate_limited(req.retry_after_secs())),
+        (200, [_, tok]) if !tok.allowed => {
+            let mut e = ApiError::rate_limited(tok.retry_after_secs());
+            e.code = "tokens_per_minute_exceeded";
+            e.message = format!(
+                "Token rate limit reached ({} tokens a minute). Retry after {} s.",
+                limits.tokens.per_minute,
+                tok.retry_after_secs()
+            );
+            Err(e)
+        }
+        (200, [req, _]) => Ok(*req),
+        _ => Err(ApiError::internal()),
     }
 }
 

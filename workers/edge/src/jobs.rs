@@ -191,6 +191,14 @@ impl JobPorts for WorkerPorts<'_> {
         device_codes::delete_expired(&self.db()?, before).await.map_err(d1_err)
     }
 
+    async fn apply_stripe_event(&self, event: &Value) -> Result<Value, JobError> {
+        crate::billing_events::apply(self.env, event).await
+    }
+
+    async fn sync_usage(&self) -> Result<Value, JobError> {
+        crate::billing_events::sync_usage(self.env).await
+    }
+
     fn model_sources(&self) -> Vec<ModelSource> {
         ["openai", "openrouter"]
             .into_iter()

@@ -3,6 +3,7 @@
 //! call into `dex-shared` / `dex-queues`, and map results to responses.
 
 mod auth;
+mod billing_events;
 mod config;
 mod cron;
 mod durable;

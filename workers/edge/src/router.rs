@@ -9,7 +9,7 @@ use worker::{Env, Request, Response};
 use crate::auth;
 use crate::auth::Principal;
 use crate::edge::{anthropic_error_response, error_response, header, Ctx, HandlerResult};
-use crate::handlers::{accounts, auth as auth_routes, device, health, jobs, keys, usage};
+use crate::handlers::{accounts, auth as auth_routes, billing, device, health, jobs, keys, usage, webhooks};
 use crate::ids::request_id;
 use crate::logging::{self, now_ms};
 use crate::proxy::{self, Surface};
@@ -90,7 +90,7 @@ fn param<'p>(params: &'p Params, name: &str) -> Result<&'p str, ApiError> {
     params.get(name).ok_or_else(|| ApiError::not_found("Missing path parameter."))
 }
 
-fn with_rate_headers(resp: HandlerResult, d: &Decision) -> HandlerResult {
+pub fn with_rate_headers(resp: HandlerResult, d: &Decision) -> HandlerResult {
     let mut resp = resp?;
     let h = resp.headers_mut();
     let _ = h.set("x-ratelimit-limit-requests", &d.limit.to_string());
@@ -114,8 +114,10 @@ async fn dispatch(ctx: &Ctx, req: Request, id: RouteId, access: Access, params: 
         Err(e) => return (Err(e), None),
     };
     // Every request made with an API key draws from that key's bucket;
-    // operators' keys (automation of this service itself) are exempt.
-    let decision = match who.as_ref().filter(|p| !p.is_operator).and_then(Principal::key) {
+    // operators' keys (automation of this service itself) are exempt. The AI
+    // proxy takes its request and token buckets together, itself.
+    let proxied = matches!(id, RouteId::ChatCompletions | RouteId::AiChat | RouteId::Completions | RouteId::Embeddings | RouteId::Messages);
+    let decision = match who.as_ref().filter(|p| !p.is_operator && !proxied).and_then(Principal::key) {
         Some(k) => match auth::rate_limit(ctx, k).await {
             Ok(d) => Some(d),
             Err(e) => return (Err(e), who),
@@ -170,6 +172,12 @@ async fn route(ctx: &Ctx, req: Request, id: RouteId, params: &Params, who: Optio
         RouteId::MeUsage => usage::mine(ctx, who()?, &req).await,
         RouteId::BillingBalance => usage::billing_balance(ctx, who()?).await,
         RouteId::AdminUsage => usage::admin(ctx, &req).await,
+        RouteId::StripeCheckoutPack => billing::create_pack_session(ctx, who()?, req).await,
+        RouteId::BillingCheckout => billing::create_credits_session(ctx, who()?, req).await,
+        RouteId::BillingSubscribe => billing::subscribe(ctx, who()?, req).await,
+        RouteId::BillingPortal => billing::portal(ctx, who()?).await,
+        RouteId::BillingSubscription => billing::subscription(ctx, who()?).await,
+        RouteId::StripeWebhook => webhooks::stripe(ctx, req).await,
         RouteId::AdminBootstrap => accounts::bootstrap(ctx, req).await,
         RouteId::AdminListUsers => accounts::list_users(ctx, &req).await,
         RouteId::AdminCreateAccount => accounts::create(ctx, req).await,

@@ -24,6 +24,12 @@ fn default_bucket() -> String {
     "requests".into()
 }
 
+/// Several buckets of one object taken together: all or none.
+#[derive(Deserialize)]
+struct ManyRequest {
+    takes: Vec<BucketRequest>,
+}
+
 #[derive(Deserialize)]
 struct BucketRequest {
     #[serde(default = "default_bucket")]
@@ -40,6 +46,12 @@ impl DurableObject for Limiter {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let path = req.path();
+        if req.method() == Method::Post && path == "/take-many" {
+            let Ok(many) = req.json::<ManyRequest>().await else {
+                return reply(400, &json!({"error": "bad_request"}));
+            };
+            return self.take_many(many);
+        }
         if req.method() != Method::Post || !(path == "/take" || path == "/give") {
             return reply(404, &json!({"error": "unknown limiter operation"}));
         }
@@ -57,5 +69,30 @@ impl DurableObject for Limiter {
         }
         let decision = bucket.take(op.rule, op.now_ms, op.cost);
         reply(200, &serde_json::to_value(decision)?)
+    }
+}
+
+impl Limiter {
+    /// Takes from every bucket only if every bucket allows; answers each
+    /// bucket's decision in order.
+    fn take_many(&self, many: ManyRequest) -> Result<Response> {
+        if many.takes.iter().any(|t| !t.rule.is_valid()) {
+            return reply(400, &json!({"error": "invalid_rule"}));
+        }
+        let mut buckets = self.buckets.borrow_mut();
+        // Decide on copies first, so a refusal leaves every bucket untouched.
+        let mut trial: Vec<(String, TokenBucket)> = Vec::new();
+        let mut decisions = Vec::new();
+        for t in &many.takes {
+            let mut b = *buckets.entry(t.bucket.clone()).or_insert_with(|| TokenBucket::full(t.rule, t.now_ms));
+            decisions.push(b.take(t.rule, t.now_ms, t.cost));
+            trial.push((t.bucket.clone(), b));
+        }
+        if decisions.iter().all(|d| d.allowed) {
+            for (name, b) in trial {
+                buckets.insert(name, b);
+            }
+        }
+        reply(200, &serde_json::to_value(decisions)?)
     }
 }

@@ -38,6 +38,8 @@ struct ReserveRequest {
     ttl_ms: i64,
     #[serde(default)]
     spending_cap_micros: Option<i64>,
+    #[serde(default)]
+    included_tokens: Option<u64>,
 }
 
 #[derive(Deserialize)]
@@ -45,6 +47,26 @@ struct SettleRequest {
     request_id: String,
     plan: String,
     actual: Actual,
+    now_ms: i64,
+    #[serde(default)]
+    included_tokens: Option<u64>,
+}
+
+/// The plan's terms; a configured allowance (local stacks, tests) replaces
+/// the plan's included tokens.
+fn terms_for(plan: &str, included_tokens: Option<u64>) -> w::PlanTerms {
+    match (w::plan_terms(plan), included_tokens) {
+        (w::PlanTerms::Metered { overage_input_per_m, overage_output_per_m, default_cap_micros, .. }, Some(n)) => {
+            w::PlanTerms::Metered { included_tokens: n, overage_input_per_m, overage_output_per_m, default_cap_micros }
+        }
+        (terms, _) => terms,
+    }
+}
+
+#[derive(Deserialize)]
+struct PeriodRequest {
+    start_ms: i64,
+    end_ms: i64,
     now_ms: i64,
 }
 
@@ -110,6 +132,10 @@ impl DurableObject for Wallet {
             },
             (Method::Post, "/settle") => match parse::<SettleRequest>(&mut req).await {
                 Some(s) => self.settle(s),
+                None => bad_request(),
+            },
+            (Method::Post, "/period") => match parse::<PeriodRequest>(&mut req).await {
+                Some(p) => self.set_period(p),
                 None => bad_request(),
             },
             (Method::Post, "/release") => match parse::<ReleaseRequest>(&mut req).await {
@@ -245,7 +271,7 @@ impl Wallet {
         if let Some(c) = self.charge_of(&r.request_id)? {
             return reply(409, &json!({"error": "already_settled", "charge": c}));
         }
-        let terms = w::plan_terms(&r.plan);
+        let terms = terms_for(&r.plan, r.included_tokens);
         match w::reserve(&state, &holds, &terms, &r.estimate, &r.request_id, r.now_ms, r.ttl_ms) {
             Ok(hold) => {
                 let text = serde_json::to_string(&hold)?;
@@ -276,12 +302,25 @@ impl Wallet {
             return reply(404, &json!({"error": "no_hold"}));
         };
         let before = state.balance_micros;
-        let charge = w::settle(&mut state, &hold, &w::plan_terms(&s.plan), &s.actual, &holds);
+        let charge = w::settle(&mut state, &hold, &terms_for(&s.plan, s.included_tokens), &s.actual, &holds);
         self.sql.exec("DELETE FROM holds WHERE request_id = ?", vec![s.request_id.as_str().into()])?;
         self.store_charge(&charge, s.now_ms)?;
         self.save_state(&state)?;
         let crossed = w::low_balance_crossed(before, state.balance_micros, w::LOW_BALANCE_THRESHOLD_MICROS);
         reply(200, &json!({"charge": charge, "replayed": false, "low_balance_crossed": crossed, "wallet": summary_json(&state, &holds)}))
+    }
+
+    /// A new billing period from the subscription (Stripe): the included
+    /// allowance starts again. Replaying the same period changes nothing.
+    fn set_period(&self, p: PeriodRequest) -> Result<Response> {
+        let mut state = self.load_state(p.now_ms)?;
+        let rolled = p.end_ms > p.start_ms && state.period_start_ms != p.start_ms;
+        if rolled {
+            w::roll_period(&mut state, p.start_ms, p.end_ms);
+            self.save_state(&state)?;
+        }
+        let holds = self.holds()?;
+        reply(200, &json!({"rolled": rolled, "wallet": summary_json(&state, &holds)}))
     }
 
     fn release(&self, request_id: &str) -> Result<Response> {

@@ -214,6 +214,25 @@ pub async fn credit(ctx: &Ctx, id: &str, mut req: Request) -> HandlerResult {
     }
 }
 
+/// Sets an account's status and makes it bite at once: cached key contexts
+/// are dropped and, on suspension, live sessions ended. Shared by operators
+/// and Stripe events (payment failed / paid). False if no such account.
+pub async fn apply_status(env: &worker::Env, id: &str, status: &str, reason: Option<&str>, now: i64) -> Result<bool, ApiError> {
+    let db = env.d1("DB").or_internal("binding DB")?;
+    if !accounts::set_status(&db, id, status, reason, now).await.or_internal("set status")? {
+        return Ok(false);
+    }
+    let hashes = api_keys::account_hashes(&db, id).await.or_internal("key hashes")?;
+    auth::forget_keys(env, &hashes).await;
+    if status == "suspended" {
+        for family in sessions::live_families_of_account(&db, id, now).await.or_internal("sessions")? {
+            auth::revoke_session_family(env, &family).await?;
+        }
+    }
+    logging::emit(logging::info("account.status").field("account_id", id).field("status", status));
+    Ok(true)
+}
+
 /// `GET /v1/admin/users?limit=&cursor=`: keyset pages, newest last.
 pub async fn list_users(ctx: &Ctx, req: &Request) -> HandlerResult {
     let limit = match query_param(req, "limit") {
@@ -264,20 +283,10 @@ pub async fn set_status(ctx: &Ctx, id: &str, mut req: Request, suspend: bool) ->
     if reason.is_some_and(|r| r.len() > 500) {
         return Err(ApiError::bad_request("invalid_reason", "reason is limited to 500 characters"));
     }
-    let db = ctx.db()?;
-    let now = ctx.now_ms();
     let (status, reason) = if suspend { ("suspended", reason.or(Some("suspended by operator"))) } else { ("active", None) };
-    if !accounts::set_status(&db, id, status, reason, now).await.or_internal("set status")? {
+    if !apply_status(&ctx.env, id, status, reason, ctx.now_ms()).await? {
         return Err(ApiError::not_found(format!("No account {id}.")));
     }
-    let hashes = api_keys::account_hashes(&db, id).await.or_internal("key hashes")?;
-    auth::forget_keys(ctx, &hashes).await;
-    if suspend {
-        for family in sessions::live_families_of_account(&db, id, now).await.or_internal("sessions")? {
-            auth::revoke_session_family(ctx, &family).await?;
-        }
-    }
-    logging::emit(logging::info("admin.account_status").field("account_id", id).field("status", status));
     let account = existing_account(ctx, id).await?;
     json_response(200, &json!({"account": account_json(&account)}))
 }

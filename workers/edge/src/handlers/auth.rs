@@ -162,7 +162,7 @@ pub async fn refresh(ctx: &Ctx, mut req: Request) -> HandlerResult {
         RefreshVerdict::Rotate => {}
         RefreshVerdict::Reused => {
             sessions::revoke_family(&db, &session.family_id, now).await.or_internal("revoke family")?;
-            auth::revoke_session_family(ctx, &session.family_id).await?;
+            auth::revoke_session_family(&ctx.env, &session.family_id).await?;
             logging::emit(logging::warn("auth.refresh_reuse").field("user_id", session.user_id.as_str()));
             return Err(invalid_refresh());
         }
@@ -209,7 +209,7 @@ pub async fn logout(ctx: &Ctx, mut req: Request) -> HandlerResult {
         },
     };
     sessions::revoke_family(&db, &family, ctx.now_ms()).await.or_internal("revoke")?;
-    auth::revoke_session_family(ctx, &family).await?;
+    auth::revoke_session_family(&ctx.env, &family).await?;
     json_response(200, &json!({"success": true}))
 }
 

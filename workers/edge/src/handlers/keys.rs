@@ -80,7 +80,7 @@ async fn forget(ctx: &Ctx, keys: &[KeySummary]) {
     if let Ok(db) = ctx.db() {
         let ids: Vec<String> = keys.iter().map(|k| k.id.clone()).collect();
         if let Ok(hashes) = api_keys::hashes(&db, &ids).await {
-            auth::forget_keys(ctx, &hashes).await;
+            auth::forget_keys(&ctx.env, &hashes).await;
         }
     }
 }

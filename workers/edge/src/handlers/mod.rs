@@ -2,8 +2,10 @@
 
 pub mod accounts;
 pub mod auth;
+pub mod billing;
 pub mod device;
 pub mod health;
 pub mod jobs;
 pub mod keys;
 pub mod usage;
+pub mod webhooks;

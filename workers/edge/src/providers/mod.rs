@@ -4,5 +4,6 @@
 
 pub mod http;
 pub mod openrouter;
+pub mod stripe;
 pub mod twilio;
 pub mod upstream;

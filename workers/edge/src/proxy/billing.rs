@@ -22,6 +22,8 @@ pub struct Reservation {
     pub request_id: String,
     pub account_id: String,
     pub plan: String,
+    /// `PLAN_INCLUDED_TOKENS` when configured (local stacks and tests).
+    pub included_tokens: Option<u64>,
     /// What the account could still spend once this hold was placed.
     pub available_after_micros: i64,
 }
@@ -82,7 +84,8 @@ pub async fn reserve(
     estimate: &Estimate,
     ttl_ms: i64,
 ) -> Result<Reservation, ApiError> {
-    let call = json!({"request_id": request_id, "plan": plan, "estimate": estimate, "now_ms": logging::now_ms(), "ttl_ms": ttl_ms});
+    let included_tokens = crate::config::Config::new(env).get("PLAN_INCLUDED_TOKENS").and_then(|v| v.parse::<u64>().ok());
+    let call = json!({"request_id": request_id, "plan": plan, "estimate": estimate, "now_ms": logging::now_ms(), "ttl_ms": ttl_ms, "included_tokens": included_tokens});
     let (status, answer) = durable::call::<Value>(env, "WALLET", account_id, Method::Post, "/reserve", Some(&call)).await.map_err(|e| {
         logging::emit(logging::error("wallet.unreachable").field("detail", e.to_string()));
         ApiError::unavailable("wallet_unavailable", "Billing is unavailable; nothing was charged. Retry shortly.")
@@ -92,6 +95,7 @@ pub async fn reserve(
             request_id: request_id.to_string(),
             account_id: account_id.to_string(),
             plan: plan.to_string(),
+            included_tokens,
             available_after_micros: answer["wallet"]["available_micros"].as_i64().unwrap_or(0),
         }),
         402 => match answer["refusal"]["reason"].as_str() {
@@ -106,7 +110,7 @@ pub async fn reserve(
 /// Settles to the real usage. Idempotent: a replay returns the first charge.
 pub async fn settle(env: &Env, r: &Reservation, usage: &Usage, model_cost_micros: i64) -> Result<Settled, String> {
     let actual = Actual { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens, cost_micros: model_cost_micros };
-    let call = json!({"request_id": r.request_id, "plan": r.plan, "actual": actual, "now_ms": logging::now_ms()});
+    let call = json!({"request_id": r.request_id, "plan": r.plan, "actual": actual, "now_ms": logging::now_ms(), "included_tokens": r.included_tokens});
     let (status, answer) =
         durable::call::<Value>(env, "WALLET", &r.account_id, Method::Post, "/settle", Some(&call)).await.map_err(|e| e.to_string())?;
     if status != 200 {

@@ -169,9 +169,10 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
     let estimate = billing::estimate(model, &body, bytes.len() as u64, markup_bps(ctx));
     // Tokens per minute: the worst case now, the unused part given back later.
     let tokens_taken = estimate.input_tokens + estimate.max_output_tokens;
-    if let Some(k) = who.key() {
-        crate::auth::take_tokens(ctx, k, tokens_taken).await?;
-    }
+    let limits = match who.key() {
+        Some(k) if !who.is_operator => Some(crate::auth::rate_limit_with_tokens(ctx, k, tokens_taken).await?),
+        _ => None,
+    };
     let ttl = ctx.config().get_u64("WALLET_HOLD_TTL_MS", billing::HOLD_TTL_MS as u64) as i64;
     let reservation = match billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate, ttl).await {
         Ok(r) => r,
@@ -195,7 +196,10 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
         tokens_taken,
     };
     let result = forward(ctx, who, surface, &body, model, &targets, stream, client_wants_usage, meta).await;
-    result
+    match limits {
+        Some(d) => crate::router::with_rate_headers(result, &d),
+        None => result,
+    }
 }
 
 /// Tries the targets in order; whatever fails before an answer is served
@@ -476,7 +480,12 @@ async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Me
         None => (translate::usage::estimate(meta.request_chars, text.len() as u64), true),
     };
     let cost = meta.cost(&usage);
-    let settled = billing::settle(&ctx.env, &meta.reservation, &usage, cost).await;
+    // Settle and give unused tokens back at once (both are DO calls).
+    let (settled, ()) = futures_util::future::join(
+        billing::settle(&ctx.env, &meta.reservation, &usage, cost),
+        meta.refund_tokens(&ctx.env, usage.input_tokens + usage.output_tokens),
+    )
+    .await;
     let reconcile = settled.as_ref().map(|s| s.expired).unwrap_or(false);
     let (charged, balance) = match settled {
         Ok(s) => {
@@ -492,7 +501,6 @@ async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Me
             (cost, None)
         }
     };
-    meta.refund_tokens(&ctx.env, usage.input_tokens + usage.output_tokens).await;
     record_later(ctx, meta.record(&usage, estimated, 200, charged, reconcile));
     let mut out = Response::from_json(&answer).or_internal("serialise")?;
     set_common_headers(&mut out, &meta);

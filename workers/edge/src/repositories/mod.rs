@@ -2,6 +2,7 @@
 
 pub mod accounts;
 pub mod api_keys;
+pub mod billing;
 pub mod device_codes;
 pub mod jobs;
 pub mod sessions;
