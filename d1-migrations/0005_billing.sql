@@ -34,3 +34,7 @@ CREATE TABLE usage_sync (
   updated_at      INTEGER NOT NULL,
   PRIMARY KEY (account_id, period_start, kind)
 );
+
+-- The verified event body, read by the job that applies it (queue messages
+-- carry only the id).
+ALTER TABLE webhook_events ADD COLUMN payload TEXT;

@@ -20,7 +20,7 @@ pub async fn run(job: &Job, ports: &impl JobPorts) -> Result<Value, JobError> {
         Job::Sweep => sweep(ports).await,
         Job::RefreshModels => refresh_models(ports).await,
         Job::LowBalance { account_id, balance_micros } => Ok(low_balance(account_id, *balance_micros)),
-        Job::StripeEvent { event } => ports.apply_stripe_event(event).await,
+        Job::StripeEvent { event_id } => ports.apply_stripe_event(event_id).await,
         Job::SyncUsage => ports.sync_usage().await,
         // The identity and persona work arrives with its own issues; until
         // then the typed message is recorded (job_history) and acknowledged.
@@ -120,7 +120,7 @@ mod tests {
         async fn delete_expired_device_codes(&self, before: i64) -> Result<u64, JobError> {
             Ok(delete_before(&self.device_codes, before))
         }
-        async fn apply_stripe_event(&self, _: &serde_json::Value) -> Result<Value, JobError> {
+        async fn apply_stripe_event(&self, _: &str) -> Result<Value, JobError> {
             Ok(json!({}))
         }
         async fn sync_usage(&self) -> Result<Value, JobError> {

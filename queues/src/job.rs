@@ -13,8 +13,9 @@ pub enum Job {
     /// An account's prepaid balance fell below the low-balance threshold
     /// (enqueued once per crossing, by the settle that crossed it).
     LowBalance { account_id: String, balance_micros: i64 },
-    /// A verified Stripe webhook event, applied off the webhook's response path.
-    StripeEvent { event: serde_json::Value },
+    /// A verified Stripe webhook event (its body is kept with the event id in
+    /// `webhook_events`), applied off the webhook's response path.
+    StripeEvent { event_id: String },
     /// Reports each metered account's overage since the last sync to Stripe.
     SyncUsage,
     /// A Poindexter plan started: provision the identity (mailbox, number, Signal).
@@ -85,5 +86,23 @@ mod tests {
     fn unknown_type_is_refused() {
         let r: Result<Job, _> = serde_json::from_str(r#"{"type":"mine_bitcoin"}"#);
         assert!(r.is_err());
+    }
+}
+
+#[cfg(test)]
+mod stripe_event_wire {
+    use super::*;
+
+    #[test]
+    fn an_event_survives_the_queue() {
+        let env = JobEnvelope {
+            job_id: "j".into(),
+            trigger: Trigger::System,
+            enqueued_at_ms: 1,
+            job: Job::StripeEvent { event_id: "evt_1".into() },
+        };
+        let wire = serde_json::to_value(&env).unwrap_or_default();
+        let back: JobEnvelope = serde_json::from_value(wire.clone()).unwrap_or_else(|e| panic!("{e}: {wire}"));
+        assert_eq!(back, env, "{wire}");
     }
 }

@@ -42,7 +42,7 @@ pub trait JobPorts {
     async fn delete_expired_device_codes(&self, expired_before_ms: i64) -> Result<u64, JobError>;
 
     /// Applies a verified Stripe event (credits, plans, account status).
-    async fn apply_stripe_event(&self, event: &serde_json::Value) -> Result<serde_json::Value, JobError>;
+    async fn apply_stripe_event(&self, event_id: &str) -> Result<serde_json::Value, JobError>;
     /// Sends metered accounts' unreported overage to Stripe meters.
     async fn sync_usage(&self) -> Result<serde_json::Value, JobError>;
 

@@ -191,8 +191,9 @@ async fn payment_failure_suspends_and_payment_success_restores() {
     let invoice = |status: &str| json!({"id": format!("in_{}", unique()), "object": "invoice", "customer": customer, "status": status, "billing_reason": "subscription_cycle", "period_start": 1_795_000_000, "period_end": 1_797_600_000});
     let f = send_event(&s, "invoice.payment_failed", invoice("open"), json!({})).await;
     assert_eq!(f["deliveries"][0]["status"], 200);
+    // Polled with the session (keys are rate limited; a session is not).
     for _ in 0..40 {
-        if s.get("/v1/me", Some(&key)).await.status == 403 {
+        if s.get("/v1/me", Some(&ses.token)).await.status == 403 {
             break;
         }
         tokio::time::sleep(Duration::from_millis(250)).await;
@@ -203,11 +204,14 @@ async fn payment_failure_suspends_and_payment_success_restores() {
     assert_eq!(p.status, 403, "the proxy refuses a suspended account: {}", p.text);
     let ok = send_event(&s, "invoice.paid", invoice("paid"), json!({})).await;
     assert_eq!(ok["deliveries"][0]["status"], 200);
-    for _ in 0..40 {
+    // Suspension ended the user's sessions; the key works again once paid
+    // (polled at the key's sustained rate of one a second).
+    for _ in 0..15 {
+        tokio::time::sleep(Duration::from_millis(1_100)).await;
         if s.get("/v1/me", Some(&key)).await.status == 200 {
+            s.get("/v1/me", Some(&ses.token)).await.assert_error(401, "invalid_token");
             return;
         }
-        tokio::time::sleep(Duration::from_millis(250)).await;
     }
     panic!("payment success did not restore the account");
 }

@@ -19,6 +19,7 @@ use serde_json::Value;
 pub use super::openrouter::wire::{MintedKey, MintedKeys};
 pub use super::recorder::{RecordedRequest, RecordedRequests, RequestFilter};
 pub use super::script::{ActiveScript, ScriptSpec};
+pub use super::stripe::wire::{CompleteCheckout, Delivery, DeliveryReport, MeterEvents, SendEvent, StripeEvents};
 pub use super::twilio::wire::PendingVerification;
 pub use super::{DEFAULT_PORT, PROVIDER_NAMES};
 
@@ -39,6 +40,12 @@ pub mod anthropic {
     };
 }
 
+/// Stripe fake constants and the signature it puts on webhooks.
+pub mod stripe {
+    pub use crate::fakes::stripe::wire::{compute_signature, parse_form, signature_header};
+    pub use crate::fakes::stripe::{API_VERSION, PERIOD_SECS, WEBHOOK_CONTENT_TYPE, WEBHOOK_USER_AGENT};
+}
+
 /// Control-plane paths.
 pub const HEALTH_PATH: &str = "/__fakes/health";
 pub const REQUESTS_PATH: &str = "/__fakes/requests";
@@ -50,6 +57,12 @@ pub const TWILIO_VERIFICATIONS_PATH: &str = "/__fakes/twilio/verifications";
 /// `GET`: every OpenRouter key minted through `POST /v1/keys` since the
 /// last reset, full keys included ([`MintedKeys`]).
 pub const OPENROUTER_KEYS_PATH: &str = "/__fakes/openrouter/keys";
+/// `GET`: meter events the Stripe fake accepted ([`MeterEvents`]).
+pub const STRIPE_METER_EVENTS_PATH: &str = "/__fakes/stripe/meter_events";
+/// `GET`: every event the Stripe fake built ([`StripeEvents`]).
+pub const STRIPE_EVENTS_PATH: &str = "/__fakes/stripe/events";
+/// `POST` [`SendEvent`]: build, sign and deliver any event ([`DeliveryReport`]).
+pub const STRIPE_SEND_EVENT_PATH: &str = "/__fakes/stripe/events/send";
 
 /// Contents of the `--ready-file` written by the `fakes` binary.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -123,6 +136,37 @@ pub fn twilio_verifications_url(base: &str, to: &str) -> String {
 /// `GET` URL of the minted OpenRouter keys ([`MintedKeys`]).
 pub fn openrouter_keys_url(base: &str) -> String {
     format!("{}{OPENROUTER_KEYS_PATH}", base.trim_end_matches('/'))
+}
+
+/// `GET` URL of the accepted Stripe meter events ([`MeterEvents`]).
+pub fn stripe_meter_events_url(base: &str) -> String {
+    format!("{}{STRIPE_METER_EVENTS_PATH}", base.trim_end_matches('/'))
+}
+
+/// `GET` URL of every event the Stripe fake built ([`StripeEvents`]).
+pub fn stripe_events_url(base: &str) -> String {
+    format!("{}{STRIPE_EVENTS_PATH}", base.trim_end_matches('/'))
+}
+
+/// `POST` URL that sends an arbitrary signed event ([`SendEvent`]).
+pub fn stripe_send_event_url(base: &str) -> String {
+    format!("{}{STRIPE_SEND_EVENT_PATH}", base.trim_end_matches('/'))
+}
+
+/// `POST` URL that completes a Checkout Session ([`CompleteCheckout`]) and
+/// delivers its events ([`DeliveryReport`]).
+pub fn stripe_complete_checkout_url(base: &str, session_id: &str) -> String {
+    format!("{}/__fakes/stripe/checkout/{}/complete", base.trim_end_matches('/'), encode_query_value(session_id))
+}
+
+/// `GET` URL of a Checkout Session as the Stripe fake stores it.
+pub fn stripe_checkout_url(base: &str, session_id: &str) -> String {
+    format!("{}/__fakes/stripe/checkout/{}", base.trim_end_matches('/'), encode_query_value(session_id))
+}
+
+/// `GET` URL of a subscription as the Stripe fake stores it.
+pub fn stripe_subscription_url(base: &str, subscription_id: &str) -> String {
+    format!("{}/__fakes/stripe/subscriptions/{}", base.trim_end_matches('/'), encode_query_value(subscription_id))
 }
 
 pub fn health_url(base: &str) -> String {

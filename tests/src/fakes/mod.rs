@@ -23,6 +23,7 @@ pub mod openai;
 pub mod openrouter;
 pub mod recorder;
 pub mod script;
+pub mod stripe;
 pub mod twilio;
 
 #[cfg(test)]
@@ -68,7 +69,7 @@ pub static OPENROUTER: ProviderSpec =
     ProviderSpec { name: "openrouter", error_body: openai::error_body, request_id_header: Some("x-request-id") };
 pub static ANTHROPIC: ProviderSpec =
     ProviderSpec { name: "anthropic", error_body: anthropic::error_body, request_id_header: Some(anthropic::REQUEST_ID_HEADER) };
-pub static STRIPE: ProviderSpec = generic_spec("stripe");
+pub static STRIPE: ProviderSpec = ProviderSpec { name: "stripe", error_body: stripe::error_body, request_id_header: Some("request-id") };
 pub static TWILIO: ProviderSpec =
     ProviderSpec { name: "twilio", error_body: twilio::error_body, request_id_header: Some("twilio-request-id") };
 pub static TELNYX: ProviderSpec = generic_spec("telnyx");
@@ -109,7 +110,7 @@ pub static MOUNTS: [Mount; 11] = [
     Mount { prefix: "/openrouter/api", provider: &OPENROUTER, routes: openrouter::routes },
     Mount { prefix: "/openrouter", provider: &OPENROUTER, routes: openai::unknown_url_routes },
     Mount { prefix: "/anthropic", provider: &ANTHROPIC, routes: anthropic::routes },
-    Mount { prefix: "/stripe", provider: &STRIPE, routes: generic::routes },
+    Mount { prefix: "/stripe", provider: &STRIPE, routes: stripe::routes },
     Mount { prefix: "/twilio", provider: &TWILIO, routes: twilio::routes },
     Mount { prefix: "/telnyx", provider: &TELNYX, routes: generic::routes },
     Mount { prefix: "/google", provider: &GOOGLE, routes: generic::routes },
@@ -125,6 +126,7 @@ pub struct AppState {
     pub(crate) scripts: Arc<Scripts>,
     pub(crate) twilio: Arc<twilio::VerifyState>,
     pub(crate) openrouter_keys: Arc<openrouter::KeyStore>,
+    pub(crate) stripe: Arc<stripe::StripeState>,
 }
 
 /// State of the per-provider middleware.
@@ -163,6 +165,7 @@ pub fn router(config: FakesConfig) -> Router {
         .route("/__fakes/requests", get(recorder::list_handler).delete(recorder::clear_handler))
         .route("/__fakes/twilio/verifications", get(twilio::verifications_handler))
         .route("/__fakes/openrouter/keys", get(openrouter::minted_keys_handler))
+        .merge(stripe::control_routes())
         .route("/__fakes/script", get(script::list_handler).post(script::add_handler).delete(script::clear_handler))
         .route("/__fakes/reset", post(reset));
     for mount in &MOUNTS {
@@ -266,6 +269,7 @@ async fn reset(axum::extract::State(state): axum::extract::State<AppState>) -> J
     state.scripts.clear();
     state.twilio.clear();
     state.openrouter_keys.clear();
+    state.stripe.clear();
     Json(json!({"ok": true}))
 }
 

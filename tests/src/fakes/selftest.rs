@@ -477,16 +477,13 @@ async fn embeddings_models_and_legacy_completions() {
 async fn reset_clears_everything() {
     let fakes = start().await;
     script(&fakes, ScriptSpec::new("stripe", "*").status(500).forever()).await;
-    let resp = http().post(fakes.url("/stripe/v1/charges")).send().await.expect("send");
+    let resp = http().post(fakes.url("/stripe/v1/charges")).bearer_auth("sk_test_1").send().await.expect("send");
     assert_eq!(resp.status(), 500);
-    assert_eq!(
-        resp.json::<Value>().await.expect("json"),
-        json!({"error": {"message": "internal server error", "type": "internal_server_error"}})
-    );
+    assert_eq!(resp.json::<Value>().await.expect("json"), json!({"error": {"message": "Internal Server Error", "type": "api_error"}}));
     let resp = http().post(client::reset_url(&fakes.url)).send().await.expect("send");
     assert_eq!(resp.status(), 200);
     assert!(recorded(&fakes, None, None).await.requests.is_empty());
-    let resp = http().post(fakes.url("/stripe/v1/charges")).send().await.expect("send");
+    let resp = http().post(fakes.url("/stripe/v1/charges")).bearer_auth("sk_test_1").send().await.expect("send");
     assert_eq!(resp.status(), 404);
     fakes.stop().await;
 }

@@ -209,8 +209,11 @@ pub async fn sync_usage(env: &Env) -> Result<Value, JobError> {
             let identifier = meter_identifier(&account.id, period, kind, total);
             let name =
                 config.get(&format!("STRIPE_METER_{}", kind.to_ascii_uppercase())).unwrap_or_else(|| format!("dex_overage_{kind}_tokens"));
-            let params = meter_event_params(&name, &account.stripe_customer_id, total - reported, &identifier, now / 1000);
-            match stripe.post("/v1/billing/meter_events", &params, &identifier).await {
+            let timestamp = now / 1000;
+            let params = meter_event_params(&name, &account.stripe_customer_id, total - reported, &identifier, timestamp);
+            // The meter's own `identifier` is what dedupes across retries; the
+            // Idempotency-Key is per attempt, since a retry carries a new timestamp.
+            match stripe.post("/v1/billing/meter_events", &params, &format!("{identifier}-{timestamp}")).await {
                 Ok(_) => {}
                 // Already recorded by Stripe (an earlier attempt got through).
                 Err(f) if f.error.status == 400 && f.error.message.contains("identifier") => {}

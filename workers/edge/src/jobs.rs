@@ -191,8 +191,14 @@ impl JobPorts for WorkerPorts<'_> {
         device_codes::delete_expired(&self.db()?, before).await.map_err(d1_err)
     }
 
-    async fn apply_stripe_event(&self, event: &Value) -> Result<Value, JobError> {
-        crate::billing_events::apply(self.env, event).await
+    async fn apply_stripe_event(&self, event_id: &str) -> Result<Value, JobError> {
+        let db = self.db()?;
+        let payload = webhook_events::payload(&db, "stripe", event_id)
+            .await
+            .map_err(d1_err)?
+            .ok_or_else(|| JobError::permanent(format!("no stored event {event_id}")))?;
+        let event: Value = serde_json::from_str(&payload).map_err(|e| JobError::permanent(format!("stored event unreadable: {e}")))?;
+        crate::billing_events::apply(self.env, &event).await
     }
 
     async fn sync_usage(&self) -> Result<Value, JobError> {

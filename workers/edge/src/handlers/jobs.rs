@@ -17,6 +17,7 @@ fn job_json(row: &JobRow) -> Value {
         "job_id": row.job_id,
         "job_type": row.job_type,
         "trigger": row.triggered_by,
+        "payload": serde_json::from_str::<Value>(&row.payload).unwrap_or(Value::Null),
         "status": row.status,
         "attempts": row.attempts,
         "last_error": row.last_error,

@@ -35,13 +35,13 @@ pub async fn stripe(ctx: &Ctx, mut req: Request) -> HandlerResult {
     }
     let event = parse_event(&raw).map_err(|_| ApiError::bad_request("invalid_event", "The body is not a Stripe event."))?;
     let db = ctx.db()?;
-    let fresh = webhook_events::record(&db, "stripe", &event.id, &event.type_, ctx.now_ms()).await.or_internal("webhook record")?;
+    let text = String::from_utf8_lossy(&raw);
+    let fresh = webhook_events::record(&db, "stripe", &event.id, &event.type_, &text, ctx.now_ms()).await.or_internal("webhook record")?;
     if !fresh {
         logging::emit(logging::info("webhook.duplicate").field("provider", "stripe").field("event_id", event.id.as_str()));
         return json_response(200, &json!({"received": true, "duplicate": true}));
     }
-    let payload: serde_json::Value = serde_json::from_slice(&raw).map_err(ApiError::invalid_json)?;
-    if let Err(e) = jobs::enqueue(&ctx.env, Job::StripeEvent { event: payload }, Trigger::System).await {
+    if let Err(e) = jobs::enqueue(&ctx.env, Job::StripeEvent { event_id: event.id.clone() }, Trigger::System).await {
         // Forget the id so Stripe's retry is processed; answer 5xx so it retries.
         let _ = webhook_events::forget(&db, "stripe", &event.id).await;
         logging::emit(logging::error("webhook.enqueue_failed").field("event_id", event.id.as_str()).field("detail", e.to_string()));

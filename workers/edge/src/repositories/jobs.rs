@@ -11,6 +11,7 @@ pub struct JobRow {
     pub job_id: String,
     pub job_type: String,
     pub triggered_by: String,
+    pub payload: String,
     pub status: String,
     pub attempts: i64,
     pub last_error: Option<String>,
@@ -22,7 +23,7 @@ pub struct JobRow {
 }
 
 const COLUMNS: &str =
-    "job_id, job_type, triggered_by, status, attempts, last_error, result, created_at, started_at, completed_at, dead_lettered_at";
+    "job_id, job_type, triggered_by, payload, status, attempts, last_error, result, created_at, started_at, completed_at, dead_lettered_at";
 
 fn payload(env: &JobEnvelope) -> String {
     serde_json::to_string(&env.job).unwrap_or_else(|_| "{}".into())

@@ -13,10 +13,10 @@ pub async fn delete_processed_before(db: &D1Database, before_ms: i64) -> worker:
 }
 
 /// Records an event id; false when it was seen before (the delivery is a repeat).
-pub async fn record(db: &D1Database, provider: &str, event_id: &str, event_type: &str, now_ms: i64) -> worker::Result<bool> {
+pub async fn record(db: &D1Database, provider: &str, event_id: &str, event_type: &str, payload: &str, now_ms: i64) -> worker::Result<bool> {
     let r = db
-        .prepare("INSERT OR IGNORE INTO webhook_events (provider, event_id, event_type, received_at) VALUES (?1, ?2, ?3, ?4)")
-        .bind(&[super::text(provider), super::text(event_id), super::text(event_type), int(now_ms)])?
+        .prepare("INSERT OR IGNORE INTO webhook_events (provider, event_id, event_type, received_at, payload) VALUES (?1, ?2, ?3, ?4, ?5)")
+        .bind(&[super::text(provider), super::text(event_id), super::text(event_type), int(now_ms), super::text(payload)])?
         .run()
         .await?;
     Ok(changes(&r) == 1)
@@ -36,4 +36,12 @@ pub async fn forget(db: &D1Database, provider: &str, event_id: &str) -> worker::
         .run()
         .await
         .map(|_| ())
+}
+
+pub async fn payload(db: &D1Database, provider: &str, event_id: &str) -> worker::Result<Option<String>> {
+    db.prepare("SELECT payload FROM webhook_events WHERE provider = ?1 AND event_id = ?2")
+        .bind(&[super::text(provider), super::text(event_id)])?
+        .first::<Option<String>>(Some("payload"))
+        .await
+        .map(Option::flatten)
 }
