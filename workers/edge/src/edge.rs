@@ -125,3 +125,15 @@ pub fn query_param(req: &Request, name: &str) -> Option<String> {
     let found = url.query_pairs().find(|(k, _)| k == name).map(|(_, v)| v.into_owned());
     found
 }
+
+/// `?limit=` within 1..=`max`, `default` when absent; a 400 otherwise.
+pub fn limit_param(req: &Request, default: u32, max: u32) -> Result<u32, ApiError> {
+    match query_param(req, "limit") {
+        None => Ok(default),
+        Some(l) => l
+            .parse::<u32>()
+            .ok()
+            .filter(|n| (1..=max).contains(n))
+            .ok_or_else(|| ApiError::bad_request("invalid_limit", format!("limit must be 1 to {max}"))),
+    }
+}

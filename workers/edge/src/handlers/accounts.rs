@@ -12,7 +12,7 @@ use worker::{Method, Request};
 
 use crate::auth::{self, hash_secret};
 use crate::durable;
-use crate::edge::{json_response, query_param, read_json, Ctx, HandlerResult, OrInternal};
+use crate::edge::{json_response, limit_param, query_param, read_json, Ctx, HandlerResult, OrInternal};
 use crate::ids::{new_api_key, new_id, random_bytes};
 use crate::logging;
 use crate::repositories::accounts::{self, AccountRow, NewAccount};
@@ -235,14 +235,7 @@ pub async fn apply_status(env: &worker::Env, id: &str, status: &str, reason: Opt
 
 /// `GET /v1/admin/users?limit=&cursor=`: keyset pages, newest last.
 pub async fn list_users(ctx: &Ctx, req: &Request) -> HandlerResult {
-    let limit = match query_param(req, "limit") {
-        None => 50,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1 to 200"))?,
-    };
+    let limit = limit_param(req, 50, 200)?;
     let after = match query_param(req, "cursor") {
         None => None,
         Some(c) => Some(parse_cursor(&c).ok_or_else(|| ApiError::bad_request("invalid_cursor", "cursor is not one this API returned"))?),

@@ -6,7 +6,7 @@ use dex_shared::time::rfc3339;
 use serde_json::{json, Value};
 use worker::Request;
 
-use crate::edge::{json_response, query_param, read_json, Ctx, HandlerResult, OrInternal};
+use crate::edge::{json_response, limit_param, query_param, read_json, Ctx, HandlerResult, OrInternal};
 use crate::jobs;
 use crate::repositories::jobs::{self as history, JobRow};
 
@@ -55,14 +55,7 @@ pub async fn list(ctx: &Ctx, req: &Request) -> HandlerResult {
             return Err(ApiError::bad_request("invalid_status", format!("status must be one of {}", STATUSES.join(", "))));
         }
     }
-    let limit = match query_param(req, "limit") {
-        None => 50,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1 to 200"))?,
-    };
+    let limit = limit_param(req, 50, 200)?;
     let rows = history::list(&ctx.db()?, job_type.as_deref(), status.as_deref(), limit).await.or_internal("job list")?;
     json_response(200, &json!({"jobs": rows.iter().map(job_json).collect::<Vec<_>>()}))
 }

@@ -9,7 +9,7 @@ use worker::{Method, Request};
 
 use crate::auth::Principal;
 use crate::durable;
-use crate::edge::{json_response, query_param, Ctx, HandlerResult, OrInternal};
+use crate::edge::{json_response, limit_param, query_param, Ctx, HandlerResult, OrInternal};
 use crate::repositories::usage as repo;
 
 /// Dollars as a JSON number for clients that read numbers (the Dexto CLI
@@ -33,14 +33,7 @@ fn period(ctx: &Ctx, req: &Request) -> Result<(i64, i64, u32), ApiError> {
     if end <= start {
         return Err(ApiError::bad_request("invalid_period", "end must be after start"));
     }
-    let limit = match query_param(req, "limit") {
-        None => 20,
-        Some(l) => l
-            .parse::<u32>()
-            .ok()
-            .filter(|n| (1..=200).contains(n))
-            .ok_or_else(|| ApiError::bad_request("invalid_limit", "limit must be 1 to 200"))?,
-    };
+    let limit = limit_param(req, 20, 200)?;
     Ok((start, end, limit))
 }
 

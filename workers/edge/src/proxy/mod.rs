@@ -195,36 +195,36 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
         reservation,
         tokens_taken,
     };
-    let result = forward(ctx, who, surface, &body, model, &targets, stream, client_wants_usage, meta).await;
+    let asked = Asked { surface, body: &body, model, targets: &targets, stream, client_wants_usage };
+    let result = forward(ctx, who, &asked, meta).await;
     match limits {
         Some(d) => crate::router::with_rate_headers(result, &d),
         None => result,
     }
 }
 
-/// Tries the targets in order; whatever fails before an answer is served
-/// gives the whole reservation back.
-#[allow(clippy::too_many_arguments)]
-async fn forward(
-    ctx: &Ctx,
-    who: &Principal,
+/// What the client asked for, validated.
+struct Asked<'a> {
     surface: Surface,
-    body: &Value,
+    body: &'a Value,
     model: &'static Model,
-    targets: &[&Target],
+    /// Configured upstreams that can serve it, in failover order.
+    targets: &'a [&'static Target],
     stream: bool,
     client_wants_usage: bool,
-    mut meta: Meta,
-) -> HandlerResult {
-    let config = ctx.config();
-    let outcome = attempt_all(ctx, who, surface, body, model, targets, stream, &config).await;
+}
+
+/// Tries the targets in order; whatever fails before an answer is served
+/// gives the whole reservation back.
+async fn forward(ctx: &Ctx, who: &Principal, asked: &Asked<'_>, mut meta: Meta) -> HandlerResult {
+    let outcome = attempt_all(ctx, who, asked).await;
     match outcome {
         Ok((resp, provider)) => {
             meta.provider = provider;
-            if stream {
-                stream::respond(ctx, resp, surface, meta, client_wants_usage)
+            if asked.stream {
+                stream::respond(ctx, resp, asked.surface, meta, asked.client_wants_usage)
             } else {
-                respond_whole(ctx, resp, surface, meta).await
+                respond_whole(ctx, resp, asked.surface, meta).await
             }
         }
         Err(e) => {
@@ -235,17 +235,9 @@ async fn forward(
     }
 }
 
-#[allow(clippy::too_many_arguments)]
-async fn attempt_all(
-    ctx: &Ctx,
-    who: &Principal,
-    surface: Surface,
-    body: &Value,
-    model: &'static Model,
-    targets: &[&Target],
-    stream: bool,
-    config: &crate::config::Config<'_>,
-) -> Result<(Response, Provider), ApiError> {
+async fn attempt_all(ctx: &Ctx, who: &Principal, asked: &Asked<'_>) -> Result<(Response, Provider), ApiError> {
+    let Asked { surface, body, model, targets, stream, .. } = *asked;
+    let config = &ctx.config();
     let timeout = first_byte_timeout(ctx);
     let mut last_error: Option<ApiError> = None;
     let mut all_rate_limited = true;
