@@ -30,6 +30,8 @@ cat <<MSG
   Try:
     curl -s http://127.0.0.1:$PORT/health
     curl -s http://127.0.0.1:$PORT/v1/me -H "Authorization: Bearer $(json '["demo"]["api_key"]')"
+    curl -s http://127.0.0.1:$PORT/v1/chat/completions -H "Authorization: Bearer $(json '["demo"]["api_key"]')" \
+      -H 'content-type: application/json' -d '{"model":"gpt-4o-mini","messages":[{"role":"user","content":"hello"}]}' 
     curl -s "http://127.0.0.1:$PORT/__scheduled?cron=*/5+*+*+*+*"
 
   Ctrl-C stops everything.
