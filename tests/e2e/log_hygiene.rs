@@ -27,6 +27,9 @@ fn worker_log_never_holds_a_secret() {
         Some("sk-or-local-fake"),
         Some("sk-or-prov-local-fake"),
         Some("sk-ant-local-fake"),
+        Some("sk_test_local_fake"),
+        stack["stripe_webhook_secret"].as_str(),
+        Some("local-twilio-auth-token"),
         // What the tests sent as prompts.
         Some("count this stream of words please"),
         Some("hello claude"),
