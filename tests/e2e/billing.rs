@@ -117,6 +117,10 @@ async fn answers_carry_cost_and_remaining_credit() {
     ] {
         assert!(h.get(name).is_some(), "{name} missing");
     }
+    let timing = h.get("server-timing").and_then(|v| v.to_str().ok()).unwrap_or_default();
+    for part in ["limits;dur=", "wallet-reserve;dur=", "upstream;dur=", "wallet-settle;dur="] {
+        assert!(timing.contains(part), "Server-Timing lacks {part}: {timing}");
+    }
     let remaining = h["x-dexto-credits-remaining"].to_str().unwrap_or("").to_string();
     let cost = h["x-dexto-cost-usd"].to_str().unwrap_or("").to_string();
     assert!(cost.starts_with("0.0000"), "{cost}");

@@ -169,10 +169,12 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
     let estimate = billing::estimate(model, &body, bytes.len() as u64, markup_bps(ctx));
     // Tokens per minute: the worst case now, the unused part given back later.
     let tokens_taken = estimate.input_tokens + estimate.max_output_tokens;
+    let t_limits = now_ms();
     let limits = match who.key() {
         Some(k) if !who.is_operator => Some(crate::auth::rate_limit_with_tokens(ctx, k, tokens_taken).await?),
         _ => None,
     };
+    let t_reserve = now_ms();
     let ttl = ctx.config().get_u64("WALLET_HOLD_TTL_MS", billing::HOLD_TTL_MS as u64) as i64;
     let reservation = match billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate, ttl).await {
         Ok(r) => r,
@@ -194,6 +196,7 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
         markup_bps: markup_bps(ctx),
         reservation,
         tokens_taken,
+        timing: vec![("limits", t_reserve - t_limits), ("wallet-reserve", now_ms() - t_reserve)],
     };
     let asked = Asked { surface, body: &body, model, targets: &targets, stream, client_wants_usage };
     let result = forward(ctx, who, &asked, meta).await;
@@ -217,7 +220,9 @@ struct Asked<'a> {
 /// Tries the targets in order; whatever fails before an answer is served
 /// gives the whole reservation back.
 async fn forward(ctx: &Ctx, who: &Principal, asked: &Asked<'_>, mut meta: Meta) -> HandlerResult {
+    let t_upstream = now_ms();
     let outcome = attempt_all(ctx, who, asked).await;
+    meta.timing.push(("upstream", now_ms() - t_upstream));
     match outcome {
         Ok((resp, provider)) => {
             meta.provider = provider;
@@ -361,6 +366,8 @@ pub struct Meta {
     pub reservation: billing::Reservation,
     /// Tokens taken from the key's tokens-per-minute bucket up front.
     pub tokens_taken: u64,
+    /// Where the time went, for the `Server-Timing` header.
+    pub timing: Vec<(&'static str, i64)>,
 }
 
 impl Meta {
@@ -430,6 +437,8 @@ pub fn set_common_headers(resp: &mut Response, meta: &Meta) {
     let h = resp.headers_mut();
     let _ = h.set("x-dexto-request-id", &meta.request_id);
     let _ = h.set("x-dex-provider", meta.provider.name());
+    let timing: Vec<String> = meta.timing.iter().map(|(name, ms)| format!("{name};dur={ms}")).collect();
+    let _ = h.set("server-timing", &timing.join(", "));
 }
 
 /// Remaining credit, and a warning once it is below $1.
@@ -473,11 +482,14 @@ async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Me
     };
     let cost = meta.cost(&usage);
     // Settle and give unused tokens back at once (both are DO calls).
+    let t_settle = now_ms();
     let (settled, ()) = futures_util::future::join(
         billing::settle(&ctx.env, &meta.reservation, &usage, cost),
         meta.refund_tokens(&ctx.env, usage.input_tokens + usage.output_tokens),
     )
     .await;
+    let mut meta = meta;
+    meta.timing.push(("wallet-settle", now_ms() - t_settle));
     let reconcile = settled.as_ref().map(|s| s.expired).unwrap_or(false);
     let (charged, balance) = match settled {
         Ok(s) => {
