@@ -89,7 +89,12 @@ async fn concurrent_requests_never_overdraw_and_the_ledger_reconciles() {
     let refused = results.iter().filter(|r| r.status == 402).count() as i64;
     assert!(ok <= n, "{ok} served with credit for {n}: {:?}", results.iter().map(|r| r.status).collect::<Vec<_>>());
     assert!(ok >= 1);
-    assert_eq!(ok + refused, 5 * n, "every other request was refused for credit");
+    assert_eq!(
+        ok + refused,
+        5 * n,
+        "every other request was refused for credit: {:?}",
+        results.iter().map(|r| (r.status, r.body["error"]["code"].clone())).collect::<Vec<_>>()
+    );
     let end = balance(&s, &account).await;
     assert!(end >= 0);
     // start = end + Σ ledger costs, to the micro-USD (the probe included).
@@ -243,4 +248,50 @@ async fn tokens_per_minute_are_held_while_a_request_runs_and_returned_after() {
         )
         .await;
     assert_eq!(third.status, 200, "{}", third.text);
+}
+
+#[tokio::test]
+async fn the_allowance_to_overage_switch_lands_on_the_exact_token() {
+    let s = stack();
+    // A Basic account: 1,000 included tokens in the test stack (PLAN_INCLUDED_TOKENS).
+    let email = format!("switch-{}@e2e.test", unique());
+    let a =
+        s.post("/v1/admin/accounts", Some(&s.operator_key), json!({"email": email, "password": "e2e-password-123", "plan": "basic"})).await;
+    let key = a.body["api_key"]["key"].as_str().unwrap_or_default().to_string();
+    let account = a.body["account"]["id"].as_str().unwrap_or_default().to_string();
+    let path = format!("/v1/admin/accounts/{account}");
+    // First request: well inside the allowance.
+    let r1 = s
+        .post(
+            "/v1/chat/completions",
+            Some(&key),
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "w ".repeat(800)}]}),
+        )
+        .await;
+    assert_eq!(r1.status, 200, "{}", r1.text);
+    let (in1, out1) =
+        (r1.body["usage"]["prompt_tokens"].as_u64().unwrap_or(0), r1.body["usage"]["completion_tokens"].as_u64().unwrap_or(0));
+    assert!(in1 + out1 < 1000, "{in1} + {out1}");
+    assert_eq!(s.get(&path, Some(&s.operator_key)).await.body["wallet"]["allowance_used_tokens"], in1 + out1);
+    // Second request: crosses the line; input is drawn first, then output.
+    let r2 = s
+        .post(
+            "/v1/chat/completions",
+            Some(&key),
+            json!({"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "x ".repeat(1200)}]}),
+        )
+        .await;
+    assert_eq!(r2.status, 200, "{}", r2.text);
+    let (in2, out2) =
+        (r2.body["usage"]["prompt_tokens"].as_u64().unwrap_or(0), r2.body["usage"]["completion_tokens"].as_u64().unwrap_or(0));
+    let left = 1000 - (in1 + out1);
+    let (allow_in, allow_out) = (in2.min(left), out2.min(left.saturating_sub(in2)));
+    let w = s.get(&path, Some(&s.operator_key)).await.body["wallet"].clone();
+    assert_eq!(w["allowance_used_tokens"], 1000, "{w}");
+    assert_eq!(w["overage_input_tokens"], in2 - allow_in, "{w}");
+    assert_eq!(w["overage_output_tokens"], out2 - allow_out, "{w}");
+    // Priced at Basic's overage ($3 / $15 per 1M), rounded up.
+    let expected = ((in2 - allow_in) * 3_000_000 + (out2 - allow_out) * 15_000_000).div_ceil(1_000_000);
+    assert_eq!(w["overage_micros"], expected, "{w}");
+    assert_eq!(r2.headers.get("x-dexto-cost-usd").and_then(|v| v.to_str().ok()), Some(format!("0.{expected:06}").as_str()));
 }
