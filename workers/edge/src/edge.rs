@@ -103,6 +103,15 @@ pub async fn read_json<T: DeserializeOwned>(ctx: &Ctx, req: &mut Request) -> Res
     serde_json::from_value(value).map_err(|e| ApiError::bad_request("invalid_request", format!("The request body is not valid: {e}")))
 }
 
+/// Like [`read_json`], for bodies that may be left out entirely: an empty
+/// body is `T::default()`; malformed or wrongly shaped JSON is still a 400.
+pub async fn read_json_or_default<T: DeserializeOwned + Default>(ctx: &Ctx, req: &mut Request) -> Result<T, ApiError> {
+    match read_json(ctx, req).await {
+        Err(e) if e.code == "missing_body" => Ok(T::default()),
+        other => other,
+    }
+}
+
 pub fn header(req: &Request, name: &str) -> Option<String> {
     req.headers().get(name).ok().flatten()
 }

@@ -12,7 +12,7 @@ use worker::{Method, Request};
 
 use crate::auth::{self, hash_secret};
 use crate::durable;
-use crate::edge::{json_response, limit_param, query_param, read_json, Ctx, HandlerResult, OrInternal};
+use crate::edge::{json_response, limit_param, query_param, read_json, read_json_or_default, Ctx, HandlerResult, OrInternal};
 use crate::ids::{new_api_key, new_id, random_bytes};
 use crate::logging;
 use crate::repositories::accounts::{self, AccountRow, NewAccount};
@@ -266,12 +266,7 @@ struct StatusBody {
 /// takes effect at once: cached key contexts are dropped and live sessions
 /// ended.
 pub async fn set_status(ctx: &Ctx, id: &str, mut req: Request, suspend: bool) -> HandlerResult {
-    let bytes = crate::edge::read_body(&mut req, ctx.config().max_body_bytes()).await?;
-    let body: StatusBody = if bytes.iter().all(u8::is_ascii_whitespace) {
-        StatusBody::default()
-    } else {
-        serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?
-    };
+    let body: StatusBody = read_json_or_default(ctx, &mut req).await?;
     let reason = body.reason.as_deref().map(str::trim).filter(|r| !r.is_empty());
     if reason.is_some_and(|r| r.len() > 500) {
         return Err(ApiError::bad_request("invalid_reason", "reason is limited to 500 characters"));

@@ -11,7 +11,7 @@ use serde_json::{json, Value};
 use worker::Request;
 
 use crate::auth::{self, Principal, Via};
-use crate::edge::{bearer, json_response, read_json, Ctx, HandlerResult, OrInternal};
+use crate::edge::{bearer, json_response, read_json, read_json_or_default, Ctx, HandlerResult, OrInternal};
 use crate::ids::{new_id, random_bytes};
 use crate::logging;
 use crate::providers::twilio::{CheckResult, Verify};
@@ -183,12 +183,7 @@ struct LogoutBody {
 /// `POST /v1/auth/logout` and `/auth/logout`: ends the session family named
 /// by the refresh token in the body, or by the access token presented.
 pub async fn logout(ctx: &Ctx, mut req: Request) -> HandlerResult {
-    let bytes = crate::edge::read_body(&mut req, ctx.config().max_body_bytes()).await?;
-    let body: LogoutBody = if bytes.iter().all(u8::is_ascii_whitespace) {
-        LogoutBody::default()
-    } else {
-        serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?
-    };
+    let body: LogoutBody = read_json_or_default(ctx, &mut req).await?;
     let db = ctx.db()?;
     let family = match body.refresh_token {
         Some(rt) => {

@@ -10,7 +10,7 @@ use serde_json::json;
 use worker::Request;
 
 use crate::auth::{self, Principal};
-use crate::edge::{json_response, read_json, Ctx, HandlerResult, OrInternal};
+use crate::edge::{json_response, read_json, read_json_or_default, Ctx, HandlerResult, OrInternal};
 use crate::handlers::keys;
 use crate::ids::{new_id, random_bytes};
 use crate::repositories::device_codes::{self, NewDeviceCode};
@@ -24,8 +24,7 @@ struct StartBody {
 
 /// `POST /api/auth/device/start {client}`.
 pub async fn start(ctx: &Ctx, mut req: Request) -> HandlerResult {
-    let body: StartBody =
-        read_json(ctx, &mut req).await.or_else(|e| if e.code == "missing_body" { Ok(StartBody::default()) } else { Err(e) })?;
+    let body: StartBody = read_json_or_default(ctx, &mut req).await?;
     auth::throttle_ip(ctx, &req).await?;
     let client = body.client.as_deref().map(str::trim).filter(|c| !c.is_empty() && c.len() <= 50).unwrap_or("dexto-cli");
     let device_code = format!("dc_{}", base62(&random_bytes::<32>()));

@@ -10,7 +10,7 @@ use serde_json::{json, Value};
 use worker::Request;
 
 use crate::auth::{self, Principal};
-use crate::edge::{bearer, json_response, Ctx, HandlerResult, OrInternal};
+use crate::edge::{bearer, json_response, read_json_or_default, Ctx, HandlerResult, OrInternal};
 use crate::ids::{new_api_key, new_id};
 use crate::logging;
 use crate::repositories::api_keys::{self, KeySummary, NewKey};
@@ -127,15 +127,6 @@ struct CreateBody {
     name: Option<String>,
 }
 
-async fn read_optional<T: for<'de> Deserialize<'de> + Default>(ctx: &Ctx, req: &mut Request) -> Result<T, ApiError> {
-    let bytes = crate::edge::read_body(req, ctx.config().max_body_bytes()).await?;
-    if bytes.iter().all(u8::is_ascii_whitespace) {
-        return Ok(T::default());
-    }
-    let v: Value = serde_json::from_slice(&bytes).map_err(ApiError::invalid_json)?;
-    serde_json::from_value(v).map_err(|e| ApiError::bad_request("invalid_request", format!("The request body is not valid: {e}")))
-}
-
 // ---- /v1/api-keys ------------------------------------------------------
 
 pub async fn v1_list(ctx: &Ctx, who: &Principal) -> HandlerResult {
@@ -144,7 +135,7 @@ pub async fn v1_list(ctx: &Ctx, who: &Principal) -> HandlerResult {
 }
 
 pub async fn v1_create(ctx: &Ctx, who: &Principal, mut req: Request) -> HandlerResult {
-    let body: CreateBody = read_optional(ctx, &mut req).await?;
+    let body: CreateBody = read_json_or_default(ctx, &mut req).await?;
     let name = clean_name(body.name.as_deref(), "default")?;
     let issued = mint(ctx, &who.account_id, &who.user_id, &name, &[]).await?;
     json_response(201, &issued_v1(&issued))
@@ -180,7 +171,7 @@ pub async fn dexto_list(ctx: &Ctx, who: &Principal) -> HandlerResult {
 
 /// `POST /api/keys {name}` → `{"success":true,"data":{"id","fullKey"}}`.
 pub async fn dexto_create(ctx: &Ctx, who: &Principal, mut req: Request) -> HandlerResult {
-    let body: CreateBody = read_optional(ctx, &mut req).await?;
+    let body: CreateBody = read_json_or_default(ctx, &mut req).await?;
     let name = clean_name(body.name.as_deref(), DEXTO_CLI_KEY_NAME)?;
     let i = mint(ctx, &who.account_id, &who.user_id, &name, &[]).await?;
     json_response(201, &json!({"success": true, "data": {"id": i.id, "fullKey": i.full_key, "name": i.name, "keyDisplay": i.display}}))
@@ -204,7 +195,7 @@ struct ProvisionBody {
 /// provisioning a name replaces that name's active key, so the CLI always
 /// leaves with one working key it holds the secret of.
 pub async fn provision(ctx: &Ctx, who: &Principal, mut req: Request) -> HandlerResult {
-    let body: ProvisionBody = read_optional(ctx, &mut req).await?;
+    let body: ProvisionBody = read_json_or_default(ctx, &mut req).await?;
     let name = clean_name(body.name.as_deref(), DEXTO_CLI_KEY_NAME)?;
     let _ = body.regenerate; // the secret is shown once, so every call mints
     let existing = api_keys::active_named(&ctx.db()?, &who.account_id, &name).await.or_internal("keys")?;
