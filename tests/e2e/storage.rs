@@ -147,21 +147,27 @@ async fn usage_ledger_matches_what_the_upstream_reported() {
     assert_eq!(month[0]["requests"], 3, "{month}");
 }
 
+/// Starts a streamed chat completion; the response (unread) and its request id.
+async fn open_stream(s: &common::Stack, key: &str, text: &str) -> (reqwest::Response, String) {
+    let r = s
+        .http
+        .post(s.url("/v1/chat/completions"))
+        .bearer_auth(key)
+        .json(&serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": text}]}))
+        .send()
+        .await
+        .expect("sent");
+    let id = r.headers()["x-dexto-request-id"].to_str().unwrap_or_default().to_string();
+    (r, id)
+}
+
 #[tokio::test]
 async fn usage_is_recorded_when_the_stream_breaks_or_the_client_leaves() {
     let s = stack();
     let (_, key) = s.new_account("ledger-broken").await;
     let marker = format!("broken {}", unique());
     s.fakes_script(serde_json::json!({"provider": "openai", "path": "/v1/chat/completions", "abort_after_chunks": 3, "times": 1, "body_contains": marker})).await;
-    let r = s
-        .http
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": marker}]}))
-        .send()
-        .await
-        .expect("sent");
-    let id = r.headers()["x-dexto-request-id"].to_str().unwrap_or_default().to_string();
+    let (r, id) = open_stream(&s, &key, &marker).await;
     let _ = r.bytes().await;
     let row = ledger_row(&s, &id).await;
     assert_eq!(row["estimated"], 1, "no usage arrived before the break: estimated and flagged");
@@ -170,15 +176,7 @@ async fn usage_is_recorded_when_the_stream_breaks_or_the_client_leaves() {
     // The client hangs up after the first bytes of a slow stream.
     let marker = format!("leave {}", unique());
     s.fakes_script(serde_json::json!({"provider": "openai", "path": "/v1/chat/completions", "chunk_delay_ms": 300, "times": 1, "body_contains": marker})).await;
-    let r = s
-        .http
-        .post(s.url("/v1/chat/completions"))
-        .bearer_auth(&key)
-        .json(&serde_json::json!({"model": "gpt-4o-mini", "stream": true, "messages": [{"role": "user", "content": marker}]}))
-        .send()
-        .await
-        .expect("sent");
-    let id = r.headers()["x-dexto-request-id"].to_str().unwrap_or_default().to_string();
+    let (r, id) = open_stream(&s, &key, &marker).await;
     drop(r);
     let row = ledger_row(&s, &id).await;
     assert!(row["input_tokens"].as_i64().unwrap_or(0) > 0, "{row}");
