@@ -10,6 +10,7 @@ pub mod crypto;
 pub mod error;
 pub mod jwt;
 pub mod keys;
+pub mod lease;
 pub mod log;
 pub mod models;
 pub mod money;

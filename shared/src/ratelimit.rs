@@ -47,6 +47,17 @@ pub fn plan_limits(plan: &str) -> PlanLimits {
     }
 }
 
+/// How many tokens an isolate takes from a bucket at once: a sixteenth of
+/// the burst, so a small limit (a burst of 15 or less) is exact, one token
+/// per call, and a large one costs a round trip per batch. At most one batch
+/// per isolate is ever out, and it lapses within [`LEASE_LIFETIME_MS`].
+pub fn lease_size(rule: BucketRule) -> u32 {
+    (rule.burst / 16).clamp(1, 64)
+}
+
+/// A batch taken from a bucket is spent within this, or dropped.
+pub const LEASE_LIFETIME_MS: i64 = 1_000;
+
 /// The service-wide ceiling (requests per minute over all keys) is split
 /// over this many `LIMITER` objects so no single object is hot.
 pub const GLOBAL_SHARDS: u32 = 16;
@@ -75,7 +86,7 @@ pub struct TokenBucket {
     pub updated_ms: i64,
 }
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, Default)]
 pub struct Decision {
     pub allowed: bool,
     pub limit: u32,
@@ -125,6 +136,17 @@ impl TokenBucket {
         (milli * 60 + rule.per_minute as i64 - 1) / rule.per_minute as i64
     }
 
+    /// Takes between `min` and `want` tokens (as many as there are), or none
+    /// if there are fewer than `min`: how an isolate leases a batch. Returns
+    /// the tokens taken and the decision for `min`.
+    pub fn take_up_to(&mut self, rule: BucketRule, now_ms: i64, min: u32, want: u32) -> (u32, Decision) {
+        self.refill(rule, now_ms);
+        let whole = (self.level_milli / MILLI).max(0) as u32;
+        let granted = if whole >= min { want.max(min).min(whole) } else { 0 };
+        let d = self.take(rule, now_ms, if granted > 0 { granted } else { min });
+        (if d.allowed { granted } else { 0 }, d)
+    }
+
     /// Takes `cost` tokens if there are enough; otherwise leaves the bucket as it is.
     pub fn take(&mut self, rule: BucketRule, now_ms: i64, cost: u32) -> Decision {
         self.refill(rule, now_ms);
@@ -149,6 +171,18 @@ mod tests {
     use super::*;
 
     const RULE: BucketRule = BucketRule::DEFAULT_REQUESTS;
+
+    #[test]
+    fn take_up_to_grants_what_there_is_down_to_the_minimum() {
+        let mut b = TokenBucket::full(RULE, 0);
+        assert_eq!(b.take_up_to(RULE, 0, 1, 4).0, 4);
+        assert_eq!(b.take_up_to(RULE, 0, 1, 100).0, 6, "the rest of the burst");
+        let (granted, d) = b.take_up_to(RULE, 0, 1, 4);
+        assert_eq!(granted, 0);
+        assert!(!d.allowed && d.retry_after_ms > 0);
+        assert_eq!(lease_size(RULE), 1, "a small limit is taken one at a time");
+        assert_eq!(lease_size(BucketRule { per_minute: 1_000_000, burst: 1_000_000 }), 64);
+    }
 
     #[test]
     fn burst_then_refuse_then_refill() {

@@ -406,7 +406,7 @@ pub fn estimate_input_tokens(request_body_bytes: u64) -> u64 {
 }
 
 /// The period's spending cap: the account's own, else the plan default.
-fn spending_cap(state: &WalletState, default_cap_micros: i64) -> i64 {
+pub(crate) fn spending_cap(state: &WalletState, default_cap_micros: i64) -> i64 {
     state.spending_cap_micros.unwrap_or(default_cap_micros).max(0)
 }
 
@@ -421,15 +421,15 @@ fn others<'a>(holds: &'a [Hold], exclude: Option<&'a str>) -> impl Iterator<Item
     holds.iter().filter(move |h| exclude != Some(h.request_id.as_str()))
 }
 
-fn held_prepaid(holds: &[Hold], exclude: Option<&str>) -> i64 {
+pub(crate) fn held_prepaid(holds: &[Hold], exclude: Option<&str>) -> i64 {
     others(holds, exclude).fold(0i64, |sum, h| sum.saturating_add(h.prepaid_micros.max(0)))
 }
 
-fn held_allowance(holds: &[Hold], exclude: Option<&str>) -> u64 {
+pub(crate) fn held_allowance(holds: &[Hold], exclude: Option<&str>) -> u64 {
     others(holds, exclude).fold(0u64, |sum, h| sum.saturating_add(h.allowance_tokens))
 }
 
-fn held_overage(holds: &[Hold], exclude: Option<&str>) -> i64 {
+pub(crate) fn held_overage(holds: &[Hold], exclude: Option<&str>) -> i64 {
     others(holds, exclude).fold(0i64, |sum, h| sum.saturating_add(h.overage_micros.max(0)))
 }
 

@@ -4,7 +4,7 @@
 use dex_shared::error::ApiError;
 use dex_shared::jwt::{self, AccessClaims, SigningKeys};
 use dex_shared::keys::{constant_time_eq, keyed_hash, looks_like_api_key};
-use dex_shared::ratelimit::{global_shard_rule, plan_limits, shard_for, BucketRule, Decision, GLOBAL_PER_MINUTE};
+use dex_shared::ratelimit::{global_shard_rule, plan_limits, BucketRule, Decision, GLOBAL_PER_MINUTE, GLOBAL_SHARDS};
 use serde_json::json;
 use worker::{Method, Request};
 
@@ -14,9 +14,35 @@ use crate::logging;
 use crate::repositories::accounts;
 use crate::repositories::api_keys::{self, KeyContext};
 
-/// Key contexts are cached this long; revoke, rotate and suspension delete
-/// the entry at once.
+/// Key contexts are cached in KV this long; revoke, rotate and suspension
+/// delete the entry at once.
 const KEY_CACHE_TTL_SECS: u64 = 60;
+/// …and inside the isolate this long (no KV read at all on a hit). Revoke,
+/// rotate and suspension evict it here too; another isolate may accept a
+/// revoked key for at most this long, less than KV's own propagation delay.
+const KEY_MEMO_TTL_MS: i64 = 10_000;
+const KEY_MEMO_MAX: usize = 10_000;
+
+thread_local! {
+    static KEY_MEMO: std::cell::RefCell<std::collections::HashMap<String, (KeyContext, i64)>> = Default::default();
+}
+
+fn memo_get(hash: &str, now: i64) -> Option<KeyContext> {
+    KEY_MEMO.with(|m| m.borrow().get(hash).filter(|(_, until)| *until > now).map(|(k, _)| k.clone()))
+}
+
+fn memo_put(hash: &str, key: &KeyContext, now: i64) {
+    KEY_MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        if m.len() >= KEY_MEMO_MAX {
+            m.retain(|_, (_, until)| *until > now);
+            if m.len() >= KEY_MEMO_MAX {
+                m.clear();
+            }
+        }
+        m.insert(hash.to_string(), (key.clone(), now + KEY_MEMO_TTL_MS));
+    });
+}
 /// `last_used_at` is written at most this often per key (not once per request).
 const LAST_USED_EVERY_MS: i64 = 60_000;
 
@@ -107,6 +133,12 @@ pub async fn revoke_session_family(env: &worker::Env, sid: &str) -> Result<(), A
 
 /// Forgets cached key contexts (after revoke, rotate, suspension).
 pub async fn forget_keys(env: &worker::Env, key_hashes: &[String]) {
+    KEY_MEMO.with(|m| {
+        let mut m = m.borrow_mut();
+        for h in key_hashes {
+            m.remove(h);
+        }
+    });
     if let Ok(kv) = env.kv("CACHE") {
         for h in key_hashes {
             let _ = kv.delete(&key_cache_key(h)).await;
@@ -132,13 +164,16 @@ pub async fn key_context(ctx: &Ctx, presented: &str) -> Result<KeyContext, ApiEr
         return Err(ApiError::unauthorized("Invalid API key."));
     }
     let hash = hash_secret(ctx, presented)?;
+    let now = ctx.now_ms();
+    if let Some(key) = memo_get(&hash, now) {
+        return if key.account_status == "active" { Ok(key) } else { Err(suspended()) };
+    }
     let kv = ctx.env.kv("CACHE").or_internal("binding CACHE")?;
     let cached = kv.get(&key_cache_key(&hash)).json::<KeyContext>().await.ok().flatten();
     let key = match cached {
         Some(k) => k,
         None => {
             let db = ctx.db()?;
-            let now = ctx.now_ms();
             let k = api_keys::context_by_hash(&db, &hash, now)
                 .await
                 .or_internal("key lookup")?
@@ -155,6 +190,7 @@ pub async fn key_context(ctx: &Ctx, presented: &str) -> Result<KeyContext, ApiEr
             k
         }
     };
+    memo_put(&hash, &key, now);
     if key.account_status != "active" {
         return Err(suspended());
     }
@@ -266,52 +302,53 @@ fn key_object(key_id: &str) -> String {
     format!("key:{key_id}")
 }
 
-/// Per-key request limit (the plan's, unless configured) and one shard of
-/// the service-wide ceiling, checked at once; 429 with `Retry-After` when
-/// either bucket is empty.
-pub async fn rate_limit(ctx: &Ctx, key: &KeyContext) -> Result<Decision, ApiError> {
-    let mine = rule(ctx, "RATE_LIMIT", plan_limits(&key.plan).requests);
-    let global = global_shard_rule(ctx.config().get_u64("GLOBAL_RATE_LIMIT_PER_MINUTE", GLOBAL_PER_MINUTE as u64) as u32);
-    let shard = format!("global:{}", shard_for(&ctx.request_id));
-    let (own, all) = futures_util::future::join(
-        take_from(ctx, &key_object(&key.key_id), "requests", mine, 1),
-        take_from(ctx, &shard, "requests", global, 1),
-    )
-    .await;
-    let all = all?;
-    if !all.allowed {
-        logging::emit(logging::warn("limits.global_ceiling").field("shard", shard));
-        return Err(ApiError::rate_limited(all.retry_after_secs()));
+/// The service-wide ceiling: a batch from one of its shards (the next one
+/// each time this isolate needs a batch).
+async fn global_ceiling(ctx: &Ctx) -> Result<Decision, ApiError> {
+    let rule = global_shard_rule(ctx.config().get_u64("GLOBAL_RATE_LIMIT_PER_MINUTE", GLOBAL_PER_MINUTE as u64) as u32);
+    let shard = format!("global:{}", crate::meter::global_shard(GLOBAL_SHARDS));
+    let d = crate::meter::take(&ctx.env, &shard, &[crate::meter::Take { bucket: "requests", rule, cost: 1 }]).await?;
+    match d.first() {
+        Some(d) if d.allowed => Ok(*d),
+        Some(d) => {
+            logging::emit(logging::warn("limits.global_ceiling").field("shard", shard));
+            Err(ApiError::rate_limited(d.retry_after_secs()))
+        }
+        None => Err(ApiError::internal()),
     }
-    refuse(own?)
 }
 
-/// For the AI proxy: the key's request and tokens-per-minute buckets in one
-/// call (all or none), and a shard of the service-wide ceiling beside it.
-/// Returns the request bucket's decision for the `x-ratelimit-*` headers.
+/// Per-key request limit (the plan's, unless configured) and the
+/// service-wide ceiling, checked at once; 429 with `Retry-After` when either
+/// bucket is empty. Both are taken in batches (`crate::meter`).
+pub async fn rate_limit(ctx: &Ctx, key: &KeyContext) -> Result<Decision, ApiError> {
+    let mine = rule(ctx, "RATE_LIMIT", plan_limits(&key.plan).requests);
+    let takes = [crate::meter::Take { bucket: "requests", rule: mine, cost: 1 }];
+    let (own, all) = futures_util::future::join(crate::meter::take(&ctx.env, &key_object(&key.key_id), &takes), global_ceiling(ctx)).await;
+    all?;
+    match own?.first() {
+        Some(d) => refuse(*d),
+        None => Err(ApiError::internal()),
+    }
+}
+
+/// For the AI proxy: the key's request and tokens-per-minute buckets (all or
+/// none), and the service-wide ceiling beside them. Returns the request
+/// bucket's decision for the `x-ratelimit-*` headers.
 pub async fn rate_limit_with_tokens(ctx: &Ctx, key: &KeyContext, tokens: u64) -> Result<Decision, ApiError> {
     let limits = plan_limits(&key.plan);
     let requests = rule(ctx, "RATE_LIMIT", limits.requests);
     let token_cost = tokens.min(limits.tokens.burst as u64) as u32;
-    let now = ctx.now_ms();
-    let many = json!({"takes": [
-        {"bucket": "requests", "rule": requests, "cost": 1, "now_ms": now},
-        {"bucket": "tokens", "rule": limits.tokens, "cost": token_cost, "now_ms": now},
-    ]});
-    let global = global_shard_rule(ctx.config().get_u64("GLOBAL_RATE_LIMIT_PER_MINUTE", GLOBAL_PER_MINUTE as u64) as u32);
-    let shard = format!("global:{}", shard_for(&ctx.request_id));
+    let takes = [
+        crate::meter::Take { bucket: "requests", rule: requests, cost: 1 },
+        crate::meter::Take { bucket: "tokens", rule: limits.tokens, cost: token_cost },
+    ];
     let object = key_object(&key.key_id);
-    let own = durable::call::<Vec<Decision>>(&ctx.env, "LIMITER", &object, Method::Post, "/take-many", Some(&many));
-    let (own, all) = futures_util::future::join(own, take_from(ctx, &shard, "requests", global, 1)).await;
-    let all = all?;
-    if !all.allowed {
-        logging::emit(logging::warn("limits.global_ceiling").field("shard", shard));
-        return Err(ApiError::rate_limited(all.retry_after_secs()));
-    }
-    let (status, decisions) = own.or_internal("limiter")?;
-    match (status, decisions.as_slice()) {
-        (200, [req, _]) if !req.allowed => Err(ApiError::rate_limited(req.retry_after_secs())),
-        (200, [_, tok]) if !tok.allowed => {
+    let (own, all) = futures_util::future::join(crate::meter::take(&ctx.env, &object, &takes), global_ceiling(ctx)).await;
+    all?;
+    match own?.as_slice() {
+        [req, _] if !req.allowed => Err(ApiError::rate_limited(req.retry_after_secs())),
+        [_, tok] if !tok.allowed => {
             let mut e = ApiError::rate_limited(tok.retry_after_secs());
             e.code = "tokens_per_minute_exceeded";
             e.message = format!(
@@ -321,14 +358,15 @@ pub async fn rate_limit_with_tokens(ctx: &Ctx, key: &KeyContext, tokens: u64) ->
             );
             Err(e)
         }
-        (200, [req, _]) => Ok(*req),
+        [req, _] => Ok(*req),
         _ => Err(ApiError::internal()),
     }
 }
 
-/// …and what went unused is given back once the real count is known.
+/// …and what went unused goes back once the real count is known: to this
+/// isolate's batch while it lasts, else to the key's object (a long stream).
 pub async fn give_back_tokens(env: &worker::Env, key_id: &str, plan: &str, tokens: u64) {
-    if tokens == 0 {
+    if tokens == 0 || crate::meter::give_back(&key_object(key_id), "tokens", tokens) {
         return;
     }
     let rule = plan_limits(plan).tokens;

@@ -193,6 +193,7 @@ pub async fn sync_usage(env: &Env) -> Result<Value, JobError> {
     let mut accounts_seen = 0u64;
     for account in repo::metered_accounts(&db).await.map_err(retry("D1"))? {
         accounts_seen += 1;
+        crate::meter::settle_account(env, &account.id).await;
         let (status, w) =
             durable::call::<Value>(env, "WALLET", &account.id, Method::Get, "/balance", None).await.map_err(retry("wallet"))?;
         if status != 200 {

@@ -3,6 +3,10 @@
 
 use worker::Env;
 
+thread_local! {
+    static SEEN: std::cell::RefCell<std::collections::HashMap<String, Option<String>>> = Default::default();
+}
+
 pub struct Config<'a> {
     env: &'a Env,
 }
@@ -12,11 +16,18 @@ impl<'a> Config<'a> {
         Self { env }
     }
 
-    /// A var or secret, trimmed; `None` when unset or empty.
+    /// A var or secret, trimmed; `None` when unset or empty. Remembered for
+    /// the isolate's life: vars and secrets only change with a new
+    /// deployment, which starts new isolates, and each lookup crosses into
+    /// JavaScript (a proxied request makes dozens).
     pub fn get(&self, name: &str) -> Option<String> {
-        let v = self.env.secret(name).ok().map(|s| s.to_string()).or_else(|| self.env.var(name).ok().map(|v| v.to_string()))?;
-        let v = v.trim().to_string();
-        (!v.is_empty()).then_some(v)
+        if let Some(v) = SEEN.with(|s| s.borrow().get(name).cloned()) {
+            return v;
+        }
+        let v = self.env.secret(name).ok().map(|s| s.to_string()).or_else(|| self.env.var(name).ok().map(|v| v.to_string()));
+        let v = v.map(|v| v.trim().to_string()).filter(|v| !v.is_empty());
+        SEEN.with(|s| s.borrow_mut().insert(name.to_string(), v.clone()));
+        v
     }
 
     pub fn get_u64(&self, name: &str, default: u64) -> u64 {

@@ -12,6 +12,7 @@ mod handlers;
 mod ids;
 mod jobs;
 mod logging;
+mod meter;
 mod providers;
 mod proxy;
 mod repositories;

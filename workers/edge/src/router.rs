@@ -21,6 +21,7 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
     let origin = header(&req, "origin");
     let allowed_origin = origin.filter(|o| ctx.config().cors_origins().iter().any(|a| a == o));
 
+    let mut metered = false;
     let (mut resp, route_label, who) = if method == "OPTIONS" {
         (preflight(allowed_origin.is_some()), "OPTIONS *".to_string(), None)
     } else {
@@ -28,6 +29,10 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
         match match_route(&method, &path) {
             RouteMatch::Found(route, params) => {
                 let label = format!("{} {}", route.method, route.path);
+                metered = matches!(
+                    route.id,
+                    RouteId::ChatCompletions | RouteId::AiChat | RouteId::Completions | RouteId::Embeddings | RouteId::Messages
+                );
                 let (result, who) = dispatch(&ctx, req, route.id, route.access, &params).await;
                 let resp =
                     result
@@ -63,7 +68,14 @@ pub async fn handle(req: Request, env: Env, worker_ctx: worker::Context) -> Resp
             line = line.field("key_id", k.key_id.as_str());
         }
     }
-    logging::emit(line);
+    // A served AI request has its row in usage_ledger (request id, key,
+    // model, status, latency): the access log keeps failures only, unless
+    // ACCESS_LOG_PROXY=all. One console line per request is a measurable
+    // part of a proxied request's CPU.
+    let served = metered && resp.status_code() < 400;
+    if !served || ctx.config().get("ACCESS_LOG_PROXY").as_deref() == Some("all") {
+        logging::emit(line);
+    }
     resp
 }
 

@@ -8,7 +8,7 @@
 use std::cell::RefCell;
 use std::collections::HashMap;
 
-use dex_shared::ratelimit::{BucketRule, TokenBucket};
+use dex_shared::ratelimit::{BucketRule, Decision, TokenBucket};
 use serde::Deserialize;
 use serde_json::json;
 use worker::{durable_object, wasm_bindgen, DurableObject, Env, Method, Request, Response, Result, State};
@@ -28,6 +28,22 @@ fn default_bucket() -> String {
 #[derive(Deserialize)]
 struct ManyRequest {
     takes: Vec<BucketRequest>,
+}
+
+/// Batches for an isolate: between `min` and `want` from each bucket, all
+/// buckets or none.
+#[derive(Deserialize)]
+struct LeaseRequest {
+    takes: Vec<LeaseTake>,
+}
+
+#[derive(Deserialize)]
+struct LeaseTake {
+    bucket: String,
+    rule: BucketRule,
+    min: u32,
+    want: u32,
+    now_ms: i64,
 }
 
 #[derive(Deserialize)]
@@ -52,6 +68,12 @@ impl DurableObject for Limiter {
             };
             return self.take_many(many);
         }
+        if req.method() == Method::Post && path == "/lease" {
+            let Ok(lease) = req.json::<LeaseRequest>().await else {
+                return reply(400, &json!({"error": "bad_request"}));
+            };
+            return self.lease(lease);
+        }
         if req.method() != Method::Post || !(path == "/take" || path == "/give") {
             return reply(404, &json!({"error": "unknown limiter operation"}));
         }
@@ -73,6 +95,30 @@ impl DurableObject for Limiter {
 }
 
 impl Limiter {
+    /// Each bucket's batch (`granted`, 0 for all when any bucket has fewer
+    /// than `min`) and the decision for its `min`.
+    fn lease(&self, lease: LeaseRequest) -> Result<Response> {
+        if lease.takes.iter().any(|t| !t.rule.is_valid()) {
+            return reply(400, &json!({"error": "invalid_rule"}));
+        }
+        let mut buckets = self.buckets.borrow_mut();
+        let mut trial: Vec<(String, TokenBucket, u32, Decision)> = Vec::new();
+        for t in &lease.takes {
+            let mut b = *buckets.entry(t.bucket.clone()).or_insert_with(|| TokenBucket::full(t.rule, t.now_ms));
+            let (granted, d) = b.take_up_to(t.rule, t.now_ms, t.min, t.want);
+            trial.push((t.bucket.clone(), b, granted, d));
+        }
+        let all = trial.iter().all(|(_, _, _, d)| d.allowed);
+        let mut out = Vec::new();
+        for (name, b, granted, d) in trial {
+            if all {
+                buckets.insert(name, b);
+            }
+            out.push(json!({"granted": if all { granted } else { 0 }, "decision": d}));
+        }
+        reply(200, &json!(out))
+    }
+
     /// Takes from every bucket only if every bucket allows; answers each
     /// bucket's decision in order.
     fn take_many(&self, many: ManyRequest) -> Result<Response> {

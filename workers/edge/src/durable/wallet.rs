@@ -6,6 +6,7 @@
 //! makes it atomic: concurrent requests for one account are applied one after
 //! another, which is why a balance cannot be overdrawn by racing requests.
 
+use dex_shared::lease;
 use dex_shared::time::{month_key, month_start};
 use dex_shared::wallet::{self as w, Actual, Charge, Estimate, Hold, WalletState};
 use serde::de::DeserializeOwned;
@@ -63,6 +64,18 @@ fn terms_for(plan: &str, included_tokens: Option<u64>) -> w::PlanTerms {
     }
 }
 
+/// An isolate's lease renewal (`dex_shared::lease`).
+#[derive(Deserialize)]
+struct LeaseRequest {
+    lease_id: String,
+    plan: String,
+    spent: lease::Spent,
+    want: lease::LeaseAmounts,
+    now_ms: i64,
+    #[serde(default)]
+    included_tokens: Option<u64>,
+}
+
 #[derive(Deserialize)]
 struct PeriodRequest {
     start_ms: i64,
@@ -94,6 +107,7 @@ struct AmountRow {
 const SCHEMA: &str = "CREATE TABLE IF NOT EXISTS wallet_state (id INTEGER PRIMARY KEY CHECK (id = 1), json TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS holds (request_id TEXT PRIMARY KEY, json TEXT NOT NULL, plan TEXT NOT NULL, expires_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS charges (request_id TEXT PRIMARY KEY, json TEXT NOT NULL, created_ms INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS leases (lease_id TEXT PRIMARY KEY, applied TEXT NOT NULL, updated_ms INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS credits (idempotency_key TEXT PRIMARY KEY, amount_micros INTEGER NOT NULL, reason TEXT NOT NULL, balance_after INTEGER NOT NULL, created_at INTEGER NOT NULL);";
 
 /// Days in the UTC month starting at `start_ms`.
@@ -130,6 +144,14 @@ impl DurableObject for Wallet {
                 }
                 None => bad_request(),
             },
+            (Method::Post, "/lease") => match parse::<LeaseRequest>(&mut req).await {
+                Some(l) => {
+                    let resp = self.renew_lease(l);
+                    self.arm_alarm().await;
+                    resp
+                }
+                None => bad_request(),
+            },
             (Method::Post, "/settle") => match parse::<SettleRequest>(&mut req).await {
                 Some(s) => self.settle(s),
                 None => bad_request(),
@@ -147,7 +169,8 @@ impl DurableObject for Wallet {
     }
 
     /// Holds whose Worker never settled them (it died) are settled at their
-    /// reserved amount and flagged for reconciliation.
+    /// reserved amount and flagged for reconciliation. An expired lease is
+    /// released: what its isolate spent since its last report is unknown.
     async fn alarm(&self) -> Result<Response> {
         let now = crate::logging::now_ms();
         let mut state = self.load_state(now)?;
@@ -155,6 +178,15 @@ impl DurableObject for Wallet {
         let expired: Vec<(Hold, String)> =
             rows.into_iter().filter_map(|r| serde_json::from_str(&r.json).ok().map(|h| (h, r.plan))).collect();
         for (hold, plan) in &expired {
+            if lease::is_lease(&hold.request_id) {
+                self.sql.exec("DELETE FROM holds WHERE request_id = ?", vec![hold.request_id.as_str().into()])?;
+                crate::logging::emit(
+                    crate::logging::warn("wallet.lease_expired")
+                        .field("prepaid_micros", hold.prepaid_micros)
+                        .field("allowance_tokens", hold.allowance_tokens),
+                );
+                continue;
+            }
             let charge = w::settle_expired(&mut state, hold, &w::plan_terms(plan));
             self.sql.exec("DELETE FROM holds WHERE request_id = ?", vec![hold.request_id.as_str().into()])?;
             self.store_charge(&charge, now)?;
@@ -308,6 +340,35 @@ impl Wallet {
         self.save_state(&state)?;
         let crossed = w::low_balance_crossed(before, state.balance_micros, w::LOW_BALANCE_THRESHOLD_MICROS);
         reply(200, &json!({"charge": charge, "replayed": false, "low_balance_crossed": crossed, "wallet": summary_json(&state, &holds)}))
+    }
+
+    /// Applies what an isolate spent under its lease (once: reports are
+    /// cumulative) and replaces the lease's hold by what it asks for.
+    fn renew_lease(&self, l: LeaseRequest) -> Result<Response> {
+        if !lease::is_lease(&l.lease_id) {
+            return bad_request();
+        }
+        let mut state = self.load_state(l.now_ms)?;
+        let mut holds = self.holds()?;
+        let rows: Vec<JsonRow> = self.rows("SELECT applied AS json FROM leases WHERE lease_id = ?", vec![l.lease_id.as_str().into()])?;
+        let mut applied: lease::Spent = rows.first().and_then(|r| serde_json::from_str(&r.json).ok()).unwrap_or_default();
+        let terms = terms_for(&l.plan, l.included_tokens);
+        let grant = lease::renew(&mut state, &mut holds, &terms, &l.lease_id, &mut applied, &l.spent, &l.want, l.now_ms);
+        self.sql.exec("DELETE FROM holds WHERE request_id = ?", vec![l.lease_id.as_str().into()])?;
+        if let Some(h) = w::find_hold(&holds, &l.lease_id) {
+            self.sql.exec(
+                "INSERT INTO holds (request_id, json, plan, expires_ms) VALUES (?, ?, ?, ?)",
+                vec![h.request_id.as_str().into(), serde_json::to_string(h)?.into(), l.plan.as_str().into(), h.expires_ms.into()],
+            )?;
+        }
+        self.sql.exec(
+            "INSERT INTO leases (lease_id, applied, updated_ms) VALUES (?, ?, ?) ON CONFLICT(lease_id) DO UPDATE SET applied = excluded.applied, updated_ms = excluded.updated_ms",
+            vec![l.lease_id.as_str().into(), serde_json::to_string(&applied)?.into(), l.now_ms.into()],
+        )?;
+        // What was applied is kept a day, far beyond any late replay.
+        self.sql.exec("DELETE FROM leases WHERE updated_ms < ?", vec![(l.now_ms - 86_400_000).into()])?;
+        self.save_state(&state)?;
+        reply(200, &json!({"grant": grant, "wallet": summary_json(&state, &holds)}))
     }
 
     /// A new billing period from the subscription (Stripe): the included

@@ -39,6 +39,8 @@ fn period(ctx: &Ctx, req: &Request) -> Result<(i64, i64, u32), ApiError> {
 
 /// The wallet's own summary (balance, holds, allowance, overage).
 pub async fn wallet_summary(ctx: &Ctx, account_id: &str) -> Result<Value, ApiError> {
+    // What this isolate spent under its lease is reported first.
+    crate::meter::settle_account(&ctx.env, account_id).await;
     let (status, body) =
         durable::call::<Value>(&ctx.env, "WALLET", account_id, Method::Get, "/balance", None).await.or_internal("wallet balance")?;
     match (status, body["balance_micros"].as_i64()) {
@@ -54,6 +56,7 @@ pub async fn balance_micros(ctx: &Ctx, account_id: &str) -> Result<i64, ApiError
 /// `GET /me/usage` (and `/api/account/usage`, `/v1/usage`, `/v1/billing/usage`).
 pub async fn mine(ctx: &Ctx, who: &Principal, req: &Request) -> HandlerResult {
     let (start, end, limit) = period(ctx, req)?;
+    crate::meter::settle_account(&ctx.env, &who.account_id).await;
     let db = ctx.db()?;
     let totals = repo::totals_by_model(&db, &who.account_id, start, end).await.or_internal("usage totals")?;
     let recent = repo::recent(&db, &who.account_id, start, end, limit).await.or_internal("usage recent")?;
@@ -93,6 +96,7 @@ pub async fn billing_balance(ctx: &Ctx, who: &Principal) -> HandlerResult {
 /// `GET /v1/admin/usage`: every account, by model, for the period.
 pub async fn admin(ctx: &Ctx, req: &Request) -> HandlerResult {
     let (start, end, _) = period(ctx, req)?;
+    crate::meter::write_usage(&ctx.env).await;
     let totals = repo::totals_all(&ctx.db()?, start, end).await.or_internal("usage totals")?;
     let mut by_model = Map::new();
     for t in &totals {

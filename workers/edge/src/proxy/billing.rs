@@ -55,7 +55,7 @@ pub fn insufficient(balance_micros: i64) -> ApiError {
     .with_extra(json!({"balance_usd": dollars(balance_micros)}))
 }
 
-fn spending_cap(cap_micros: i64) -> ApiError {
+pub fn spending_cap(cap_micros: i64) -> ApiError {
     ApiError::new(
         402,
         "spending_cap_reached",

@@ -3,7 +3,7 @@
 //! a circuit breaker per upstream, streaming without buffering, and a usage
 //! record per request written after the response (`wait_until`).
 
-mod billing;
+pub mod billing;
 mod breaker;
 mod stream;
 mod upstream_keys;
@@ -176,7 +176,24 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
     };
     let t_reserve = now_ms();
     let ttl = ctx.config().get_u64("WALLET_HOLD_TTL_MS", billing::HOLD_TTL_MS as u64) as i64;
-    let reservation = match billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate, ttl).await {
+    // A stream can outlive anything an isolate holds for it, so it has its
+    // own hold in the account's WALLET (settled there, or by its alarm);
+    // a whole answer is reserved against this isolate's lease.
+    let reserved = if stream {
+        billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate, ttl).await
+    } else {
+        let included = ctx.config().get("PLAN_INCLUDED_TOKENS").and_then(|v| v.parse::<u64>().ok());
+        crate::meter::reserve(&ctx.env, &who.account_id, &plan, included, &estimate, &ctx.request_id, ttl).await.map(|l| {
+            billing::Reservation {
+                request_id: l.request_id,
+                account_id: l.account_id,
+                plan: l.plan,
+                included_tokens: included,
+                available_after_micros: 0,
+            }
+        })
+    };
+    let reservation = match reserved {
         Ok(r) => r,
         Err(e) => {
             if let Some(k) = who.key() {
@@ -195,6 +212,7 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
         request_chars: bytes.len() as u64,
         markup_bps: markup_bps(ctx),
         reservation,
+        leased: !stream,
         tokens_taken,
         timing: vec![("limits", t_reserve - t_limits), ("wallet-reserve", now_ms() - t_reserve)],
     };
@@ -233,7 +251,11 @@ async fn forward(ctx: &Ctx, who: &Principal, asked: &Asked<'_>, mut meta: Meta) 
             }
         }
         Err(e) => {
-            billing::release(&ctx.env, &meta.reservation).await;
+            if meta.leased {
+                crate::meter::release(&meta.leased_hold());
+            } else {
+                billing::release(&ctx.env, &meta.reservation).await;
+            }
             meta.refund_tokens(&ctx.env, 0).await;
             Err(e)
         }
@@ -364,6 +386,9 @@ pub struct Meta {
     pub request_chars: u64,
     pub markup_bps: u32,
     pub reservation: billing::Reservation,
+    /// Reserved against this isolate's wallet lease (`crate::meter`), not
+    /// held in the object.
+    pub leased: bool,
     /// Tokens taken from the key's tokens-per-minute bucket up front.
     pub tokens_taken: u64,
     /// Where the time went, for the `Server-Timing` header.
@@ -371,6 +396,11 @@ pub struct Meta {
 }
 
 impl Meta {
+    pub fn leased_hold(&self) -> crate::meter::Leased {
+        let r = &self.reservation;
+        crate::meter::Leased { account_id: r.account_id.clone(), plan: r.plan.clone(), request_id: r.request_id.clone() }
+    }
+
     /// Gives back what the tokens-per-minute bucket lent beyond `used`.
     pub async fn refund_tokens(&self, env: &worker::Env, used: u64) {
         if let Some(key_id) = &self.api_key_id {
@@ -403,16 +433,6 @@ impl Meta {
             created_at: now,
         }
     }
-}
-
-/// Writes the usage record after the response; failures are logged.
-pub fn record_later(ctx: &Ctx, record: UsageRecord) {
-    let db = ctx.db();
-    ctx.worker_ctx.wait_until(async move {
-        if let Ok(db) = db {
-            write_record(&db, record).await;
-        }
-    });
 }
 
 pub async fn write_record(db: &worker::D1Database, record: UsageRecord) {
@@ -481,31 +501,22 @@ async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Me
         None => (translate::usage::estimate(meta.request_chars, text.len() as u64), true),
     };
     let cost = meta.cost(&usage);
-    // Settle and give unused tokens back at once (both are DO calls).
     let t_settle = now_ms();
-    let (settled, ()) = futures_util::future::join(
-        billing::settle(&ctx.env, &meta.reservation, &usage, cost),
-        meta.refund_tokens(&ctx.env, usage.input_tokens + usage.output_tokens),
-    )
-    .await;
+    meta.refund_tokens(&ctx.env, usage.input_tokens + usage.output_tokens).await;
+    let actual = dex_shared::wallet::Actual { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens, cost_micros: cost };
+    let settled = crate::meter::settle(&ctx.env, &ctx.worker_ctx, &meta.leased_hold(), &actual);
     let mut meta = meta;
     meta.timing.push(("wallet-settle", now_ms() - t_settle));
-    let reconcile = settled.as_ref().map(|s| s.expired).unwrap_or(false);
     let (charged, balance) = match settled {
-        Ok(s) => {
-            let env = ctx.env.clone();
-            let account = meta.account_id.clone();
-            ctx.worker_ctx.wait_until(async move { billing::after_settle(&env, &account, &s).await });
-            (s.charged_micros, Some(s.balance_micros))
-        }
-        Err(e) => {
-            // The hold stays; the wallet's alarm settles it at the reserved
-            // amount and flags it for reconciliation.
-            logging::emit(logging::error("wallet.settle_failed").field("request_id", meta.request_id.as_str()).field("detail", e));
+        Some(s) => (s.charged_micros, Some(s.balance_micros)),
+        None => {
+            logging::emit(
+                logging::error("wallet.settle_failed").field("request_id", meta.request_id.as_str()).field("detail", "no local hold"),
+            );
             (cost, None)
         }
     };
-    record_later(ctx, meta.record(&usage, estimated, 200, charged, reconcile));
+    crate::meter::record(&ctx.env, &ctx.worker_ctx, meta.record(&usage, estimated, 200, charged, false));
     let mut out = Response::from_json(&answer).or_internal("serialise")?;
     set_common_headers(&mut out, &meta);
     let h = out.headers_mut();

@@ -2,7 +2,7 @@
 //! and `usage_monthly` (kept current in the same batch).
 
 use dex_shared::time::month_key;
-use worker::D1Database;
+use worker::{D1Database, D1PreparedStatement};
 
 use super::{int, opt_text, text};
 
@@ -24,8 +24,8 @@ pub struct UsageRecord {
     pub created_at: i64,
 }
 
-/// Writes the ledger row and, only if it was new, adds it to the month.
-pub async fn record(db: &D1Database, r: &UsageRecord) -> worker::Result<()> {
+/// The ledger row and, only if it was new, its share of the month.
+fn statements(db: &D1Database, r: &UsageRecord) -> worker::Result<[D1PreparedStatement; 2]> {
     let ledger = db
         .prepare(
             "INSERT OR IGNORE INTO usage_ledger (request_id, account_id, api_key_id, kind, model, provider, input_tokens, output_tokens, cached_tokens, cost_micros, latency_ms, status, estimated, created_at, reconcile) \
@@ -66,7 +66,25 @@ pub async fn record(db: &D1Database, r: &UsageRecord) -> worker::Result<()> {
             int(r.cost_micros),
             int(r.created_at),
         ])?;
-    db.batch(vec![ledger, month]).await.map(|_| ())
+    Ok([ledger, month])
+}
+
+/// Writes the ledger row and, only if it was new, adds it to the month.
+pub async fn record(db: &D1Database, r: &UsageRecord) -> worker::Result<()> {
+    record_many(db, std::slice::from_ref(r)).await
+}
+
+/// Many rows in one batch (one transaction): how the proxy's usage buffer
+/// is written.
+pub async fn record_many(db: &D1Database, rows: &[UsageRecord]) -> worker::Result<()> {
+    let mut all = Vec::with_capacity(rows.len() * 2);
+    for r in rows {
+        all.extend(statements(db, r)?);
+    }
+    if all.is_empty() {
+        return Ok(());
+    }
+    db.batch(all).await.map(|_| ())
 }
 
 #[derive(Debug, Clone, serde::Deserialize)]
