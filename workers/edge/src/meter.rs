@@ -23,7 +23,7 @@ use std::time::Duration;
 use dex_shared::error::ApiError;
 use dex_shared::lease::{self, Grant, LeaseAmounts, LocalLease, Shortfall, Spent};
 use dex_shared::ratelimit::{lease_size, BucketRule, Decision, LEASE_LIFETIME_MS};
-use dex_shared::wallet::{plan_terms, Actual, Estimate, PlanTerms, Refusal};
+use dex_shared::wallet::{Actual, Estimate, Refusal};
 use serde::Deserialize;
 use serde_json::{json, Value};
 use worker::{Env, Method};
@@ -130,16 +130,6 @@ fn wallet_key(account_id: &str, plan: &str) -> String {
     format!("{account_id}/{plan}")
 }
 
-/// The plan's terms with a configured allowance (local stacks and tests).
-fn terms(plan: &str, included_tokens: Option<u64>) -> PlanTerms {
-    match (plan_terms(plan), included_tokens) {
-        (PlanTerms::Metered { overage_input_per_m, overage_output_per_m, default_cap_micros, .. }, Some(n)) => {
-            PlanTerms::Metered { included_tokens: n, overage_input_per_m, overage_output_per_m, default_cap_micros }
-        }
-        (t, _) => t,
-    }
-}
-
 // ------------------------------------------------------------------ wallet
 
 /// A request's reservation against this isolate's lease.
@@ -187,7 +177,7 @@ pub async fn reserve(
                 account_id: account_id.to_string(),
                 plan: plan.to_string(),
                 included_tokens,
-                lease: LocalLease::new(terms(plan, included_tokens)),
+                lease: LocalLease::new(crate::durable::wallet::terms_for(plan, included_tokens)),
                 applied: Spent::default(),
                 renewing: None,
                 last_used_ms: 0,

@@ -55,7 +55,7 @@ struct SettleRequest {
 
 /// The plan's terms; a configured allowance (local stacks, tests) replaces
 /// the plan's included tokens.
-fn terms_for(plan: &str, included_tokens: Option<u64>) -> w::PlanTerms {
+pub fn terms_for(plan: &str, included_tokens: Option<u64>) -> w::PlanTerms {
     match (w::plan_terms(plan), included_tokens) {
         (w::PlanTerms::Metered { overage_input_per_m, overage_output_per_m, default_cap_micros, .. }, Some(n)) => {
             w::PlanTerms::Metered { included_tokens: n, overage_input_per_m, overage_output_per_m, default_cap_micros }
