@@ -69,16 +69,6 @@ pub fn global_shard_rule(total_per_minute: u32) -> BucketRule {
     BucketRule { per_minute: per, burst: (per / 6).max(1) }
 }
 
-/// Which shard a request draws from (FNV-1a of its id): spreads load evenly.
-pub fn shard_for(id: &str) -> u32 {
-    let mut h: u32 = 0x811c_9dc5;
-    for b in id.bytes() {
-        h ^= b as u32;
-        h = h.wrapping_mul(0x0100_0193);
-    }
-    h % GLOBAL_SHARDS
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenBucket {
     /// Current level in milli-tokens.
@@ -249,11 +239,6 @@ mod tests {
         assert!(plan_limits("pro").requests.per_minute > plan_limits("basic").requests.per_minute);
         let rule = global_shard_rule(GLOBAL_PER_MINUTE);
         assert_eq!(rule.per_minute * GLOBAL_SHARDS, 10_000);
-        let mut counts = [0u32; GLOBAL_SHARDS as usize];
-        for i in 0..16_000 {
-            counts[shard_for(&format!("req_{i}")) as usize] += 1;
-        }
-        assert!(counts.iter().all(|c| (700..1300).contains(c)), "{counts:?}");
     }
 
     #[test]

@@ -336,7 +336,9 @@ async fn send_renewal(
 /// its leases hold beyond requests in flight; then writes the usage buffer.
 /// Balance reads call this so that they see this isolate's spending.
 pub async fn settle_account(env: &Env, account_id: &str) {
-    let keys: Vec<String> = with(|m| m.wallets.iter().filter(|(_, w)| w.account_id == account_id).map(|(k, _)| k.clone()).collect());
+    let keys: Vec<String> = with(|m| {
+        m.wallets.iter().filter(|(_, w)| w.account_id == account_id && !w.lease.is_settled(&w.applied)).map(|(k, _)| k.clone()).collect()
+    });
     for key in keys {
         let _ = renew(env, &key, None, None).await;
     }

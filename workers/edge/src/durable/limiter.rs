@@ -24,12 +24,6 @@ fn default_bucket() -> String {
     "requests".into()
 }
 
-/// Several buckets of one object taken together: all or none.
-#[derive(Deserialize)]
-struct ManyRequest {
-    takes: Vec<BucketRequest>,
-}
-
 /// Batches for an isolate: between `min` and `want` from each bucket, all
 /// buckets or none.
 #[derive(Deserialize)]
@@ -62,12 +56,6 @@ impl DurableObject for Limiter {
 
     async fn fetch(&self, mut req: Request) -> Result<Response> {
         let path = req.path();
-        if req.method() == Method::Post && path == "/take-many" {
-            let Ok(many) = req.json::<ManyRequest>().await else {
-                return reply(400, &json!({"error": "bad_request"}));
-            };
-            return self.take_many(many);
-        }
         if req.method() == Method::Post && path == "/lease" {
             let Ok(lease) = req.json::<LeaseRequest>().await else {
                 return reply(400, &json!({"error": "bad_request"}));
@@ -117,28 +105,5 @@ impl Limiter {
             out.push(json!({"granted": if all { granted } else { 0 }, "decision": d}));
         }
         reply(200, &json!(out))
-    }
-
-    /// Takes from every bucket only if every bucket allows; answers each
-    /// bucket's decision in order.
-    fn take_many(&self, many: ManyRequest) -> Result<Response> {
-        if many.takes.iter().any(|t| !t.rule.is_valid()) {
-            return reply(400, &json!({"error": "invalid_rule"}));
-        }
-        let mut buckets = self.buckets.borrow_mut();
-        // Decide on copies first, so a refusal leaves every bucket untouched.
-        let mut trial: Vec<(String, TokenBucket)> = Vec::new();
-        let mut decisions = Vec::new();
-        for t in &many.takes {
-            let mut b = *buckets.entry(t.bucket.clone()).or_insert_with(|| TokenBucket::full(t.rule, t.now_ms));
-            decisions.push(b.take(t.rule, t.now_ms, t.cost));
-            trial.push((t.bucket.clone(), b));
-        }
-        if decisions.iter().all(|d| d.allowed) {
-            for (name, b) in trial {
-                buckets.insert(name, b);
-            }
-        }
-        reply(200, &serde_json::to_value(decisions)?)
     }
 }
