@@ -25,13 +25,23 @@ const KEY_MEMO_MAX: usize = 10_000;
 
 thread_local! {
     static KEY_MEMO: std::cell::RefCell<std::collections::HashMap<String, (KeyContext, i64)>> = Default::default();
+    /// Moves on at every eviction: a lookup that began before an eviction
+    /// (its KV or D1 read may predate a revocation) is not remembered.
+    static KEY_MEMO_EPOCH: std::cell::Cell<u64> = const { std::cell::Cell::new(0) };
+}
+
+fn memo_epoch() -> u64 {
+    KEY_MEMO_EPOCH.with(|e| e.get())
 }
 
 fn memo_get(hash: &str, now: i64) -> Option<KeyContext> {
     KEY_MEMO.with(|m| m.borrow().get(hash).filter(|(_, until)| *until > now).map(|(k, _)| k.clone()))
 }
 
-fn memo_put(hash: &str, key: &KeyContext, now: i64) {
+fn memo_put(hash: &str, key: &KeyContext, now: i64, epoch: u64) {
+    if epoch != memo_epoch() {
+        return;
+    }
     KEY_MEMO.with(|m| {
         let mut m = m.borrow_mut();
         if m.len() >= KEY_MEMO_MAX {
@@ -133,6 +143,7 @@ pub async fn revoke_session_family(env: &worker::Env, sid: &str) -> Result<(), A
 
 /// Forgets cached key contexts (after revoke, rotate, suspension).
 pub async fn forget_keys(env: &worker::Env, key_hashes: &[String]) {
+    KEY_MEMO_EPOCH.with(|e| e.set(e.get().wrapping_add(1)));
     KEY_MEMO.with(|m| {
         let mut m = m.borrow_mut();
         for h in key_hashes {
@@ -144,6 +155,8 @@ pub async fn forget_keys(env: &worker::Env, key_hashes: &[String]) {
             let _ = kv.delete(&key_cache_key(h)).await;
         }
     }
+    // Again once KV is clear: a lookup that read KV meanwhile is not kept.
+    KEY_MEMO_EPOCH.with(|e| e.set(e.get().wrapping_add(1)));
 }
 
 fn missing_credentials() -> ApiError {
@@ -168,6 +181,7 @@ pub async fn key_context(ctx: &Ctx, presented: &str) -> Result<KeyContext, ApiEr
     if let Some(key) = memo_get(&hash, now) {
         return if key.account_status == "active" { Ok(key) } else { Err(suspended()) };
     }
+    let epoch = memo_epoch();
     let kv = ctx.env.kv("CACHE").or_internal("binding CACHE")?;
     let cached = kv.get(&key_cache_key(&hash)).json::<KeyContext>().await.ok().flatten();
     let key = match cached {
@@ -190,7 +204,7 @@ pub async fn key_context(ctx: &Ctx, presented: &str) -> Result<KeyContext, ApiEr
             k
         }
     };
-    memo_put(&hash, &key, now);
+    memo_put(&hash, &key, now, epoch);
     if key.account_status != "active" {
         return Err(suspended());
     }
