@@ -133,12 +133,11 @@ pub fn renew(
     let mut allowance_final = true;
     let mut cap = 0;
     if let PlanTerms::Metered { included_tokens, default_cap_micros, .. } = *terms {
-        let left = included_tokens.saturating_sub(state.allowance_used_tokens).saturating_sub(w::held_allowance(holds, None));
+        let left = w::allowance_left(state, included_tokens, holds, None);
         amounts.allowance_tokens = want.allowance_tokens.min(left);
         allowance_final = amounts.allowance_tokens == left;
         cap = w::spending_cap(state, default_cap_micros);
-        let room = cap.saturating_sub(state.overage_micros.max(0)).saturating_sub(w::held_overage(holds, None)).max(0);
-        amounts.overage_micros = want.overage_micros.clamp(0, room);
+        amounts.overage_micros = want.overage_micros.clamp(0, w::overage_room(state, cap, holds, None));
     }
     let expires_ms = now_ms.saturating_add(LEASE_TTL_MS);
     if amounts != LeaseAmounts::default() {
@@ -291,13 +290,8 @@ impl LocalLease {
             if let PlanTerms::Metered { overage_output_per_m, .. } = self.terms {
                 let worst = e.input_tokens.saturating_add(e.max_output_tokens).saturating_mul(n);
                 want.allowance_tokens = want.allowance_tokens.saturating_add(worst);
-                let over = crate::models::cost_micros(
-                    &crate::models::Price { input_per_m: overage_output_per_m, output_per_m: overage_output_per_m, cached_input_per_m: 0 },
-                    0,
-                    0,
-                    worst,
-                    0,
-                );
+                // Priced as `reserve` prices a worst case: all at the output rate.
+                let over = w::overage_cost(overage_output_per_m, overage_output_per_m, 0, worst);
                 want.overage_micros = want.overage_micros.saturating_add(over);
             }
         }

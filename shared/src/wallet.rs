@@ -251,8 +251,7 @@ pub fn reserve(
         }
         PlanTerms::Metered { included_tokens, overage_output_per_m, default_cap_micros, .. } => {
             let worst = est.input_tokens.saturating_add(est.max_output_tokens);
-            let remaining = included_tokens.saturating_sub(state.allowance_used_tokens).saturating_sub(held_allowance(holds, None));
-            let allowance = worst.min(remaining);
+            let allowance = worst.min(allowance_left(state, included_tokens, holds, None));
             let over_tokens = worst - allowance;
             let over = overage_cost(overage_output_per_m, overage_output_per_m, 0, over_tokens);
             let cap = spending_cap(state, default_cap_micros);
@@ -303,8 +302,7 @@ pub fn settle(state: &mut WalletState, hold: &Hold, terms: &PlanTerms, actual: &
         }
         PlanTerms::Metered { included_tokens, overage_input_per_m, overage_output_per_m, default_cap_micros } => {
             let others = Some(hold.request_id.as_str());
-            let mut remaining =
-                included_tokens.saturating_sub(state.allowance_used_tokens).saturating_sub(held_allowance(other_holds, others));
+            let mut remaining = allowance_left(state, included_tokens, other_holds, others);
             let allowance_in = actual.input_tokens.min(remaining);
             remaining -= allowance_in;
             let allowance_out = actual.output_tokens.min(remaining);
@@ -312,8 +310,7 @@ pub fn settle(state: &mut WalletState, hold: &Hold, terms: &PlanTerms, actual: &
             let over_out = actual.output_tokens - allowance_out;
             let cost = overage_cost(overage_input_per_m, overage_output_per_m, over_in, over_out);
             let cap = spending_cap(state, default_cap_micros);
-            let room = cap.saturating_sub(state.overage_micros).saturating_sub(held_overage(other_holds, others)).max(0);
-            let charged = cost.min(room);
+            let charged = cost.min(overage_room(state, cap, other_holds, others));
 
             state.allowance_used_tokens = state.allowance_used_tokens.saturating_add(allowance_in).saturating_add(allowance_out);
             state.overage_input_tokens = state.overage_input_tokens.saturating_add(over_in);
@@ -410,9 +407,20 @@ pub(crate) fn spending_cap(state: &WalletState, default_cap_micros: i64) -> i64 
     state.spending_cap_micros.unwrap_or(default_cap_micros).max(0)
 }
 
+/// Included tokens not used this period nor held by `holds` (but `exclude`).
+pub(crate) fn allowance_left(state: &WalletState, included_tokens: u64, holds: &[Hold], exclude: Option<&str>) -> u64 {
+    included_tokens.saturating_sub(state.allowance_used_tokens).saturating_sub(held_allowance(holds, exclude))
+}
+
+/// Overage still allowed under `cap` this period, beyond what `holds` (but
+/// `exclude`) hold; never below 0.
+pub(crate) fn overage_room(state: &WalletState, cap: i64, holds: &[Hold], exclude: Option<&str>) -> i64 {
+    cap.saturating_sub(state.overage_micros).saturating_sub(held_overage(holds, exclude)).max(0)
+}
+
 /// Overage in micro-USD at the plan's prices, rounded up over the whole
 /// request (the same arithmetic as model pricing).
-fn overage_cost(input_per_m: i64, output_per_m: i64, input_tokens: u64, output_tokens: u64) -> i64 {
+pub(crate) fn overage_cost(input_per_m: i64, output_per_m: i64, input_tokens: u64, output_tokens: u64) -> i64 {
     let price = Price { input_per_m: input_per_m.max(0), output_per_m: output_per_m.max(0), cached_input_per_m: input_per_m.max(0) };
     cost_micros(&price, input_tokens, 0, output_tokens, 0)
 }
@@ -425,11 +433,11 @@ pub(crate) fn held_prepaid(holds: &[Hold], exclude: Option<&str>) -> i64 {
     others(holds, exclude).fold(0i64, |sum, h| sum.saturating_add(h.prepaid_micros.max(0)))
 }
 
-pub(crate) fn held_allowance(holds: &[Hold], exclude: Option<&str>) -> u64 {
+fn held_allowance(holds: &[Hold], exclude: Option<&str>) -> u64 {
     others(holds, exclude).fold(0u64, |sum, h| sum.saturating_add(h.allowance_tokens))
 }
 
-pub(crate) fn held_overage(holds: &[Hold], exclude: Option<&str>) -> i64 {
+fn held_overage(holds: &[Hold], exclude: Option<&str>) -> i64 {
     others(holds, exclude).fold(0i64, |sum, h| sum.saturating_add(h.overage_micros.max(0)))
 }
 

@@ -30,6 +30,7 @@ use worker::{Env, Method};
 
 use crate::durable;
 use crate::logging::{self, now_ms};
+use crate::proxy::billing::{self, Reservation};
 use crate::repositories::usage::{self as usage_repo, UsageRecord};
 
 /// How long after activity the flusher reports spending and writes usage.
@@ -132,14 +133,6 @@ fn wallet_key(account_id: &str, plan: &str) -> String {
 
 // ------------------------------------------------------------------ wallet
 
-/// A request's reservation against this isolate's lease.
-#[derive(Debug, Clone)]
-pub struct Leased {
-    pub account_id: String,
-    pub plan: String,
-    pub request_id: String,
-}
-
 /// What settling a leased request charged, and the balance after it.
 #[derive(Debug, Clone)]
 pub struct LeasedCharge {
@@ -154,13 +147,20 @@ pub async fn reserve(
     env: &Env,
     account_id: &str,
     plan: &str,
-    included_tokens: Option<u64>,
     est: &Estimate,
     request_id: &str,
     hold_ttl_ms: i64,
-) -> Result<Leased, ApiError> {
+) -> Result<Reservation, ApiError> {
     let key = wallet_key(account_id, plan);
-    let leased = Leased { account_id: account_id.into(), plan: plan.into(), request_id: request_id.into() };
+    let included_tokens = billing::included_tokens(env);
+    // Headers of a whole answer carry the balance after settling, not this.
+    let leased = Reservation {
+        request_id: request_id.into(),
+        account_id: account_id.into(),
+        plan: plan.into(),
+        included_tokens,
+        available_after_micros: 0,
+    };
     loop {
         // Never reserve against a lease whose renewal is in flight.
         wait_while(|m| m.wallets.get_mut(&key).map(|w| &mut w.renewing)).await;
@@ -205,7 +205,7 @@ pub async fn reserve(
         return match mine {
             Some(Ok(())) => Ok(leased),
             Some(Err(Shortfall::Refused(r))) => Err(refusal(r)),
-            _ => Err(ApiError::unavailable("wallet_unavailable", "Billing is unavailable; nothing was charged. Retry shortly.")),
+            _ => Err(billing::unavailable()),
         };
     }
 }
@@ -219,14 +219,14 @@ struct Reserving {
 
 fn refusal(r: Refusal) -> ApiError {
     match r {
-        Refusal::SpendingCap { cap_micros, .. } => crate::proxy::billing::spending_cap(cap_micros),
-        Refusal::InsufficientCredits { balance_micros, .. } => crate::proxy::billing::insufficient(balance_micros),
+        Refusal::SpendingCap { cap_micros, .. } => billing::spending_cap(cap_micros),
+        Refusal::InsufficientCredits { balance_micros, .. } => billing::insufficient(balance_micros),
     }
 }
 
 /// Settles a leased request locally; the object hears of it at the next
 /// flush. `None` if the hold is unknown here (already settled).
-pub fn settle(env: &Env, worker_ctx: &worker::Context, l: &Leased, actual: &Actual) -> Option<LeasedCharge> {
+pub fn settle(env: &Env, worker_ctx: &worker::Context, l: &Reservation, actual: &Actual) -> Option<LeasedCharge> {
     let key = wallet_key(&l.account_id, &l.plan);
     let out = with(|m| {
         let w = m.wallets.get_mut(&key)?;
@@ -239,7 +239,7 @@ pub fn settle(env: &Env, worker_ctx: &worker::Context, l: &Leased, actual: &Actu
 }
 
 /// Nothing was served: the request's hold goes back to the lease.
-pub fn release(l: &Leased) {
+pub fn release(l: &Reservation) {
     let key = wallet_key(&l.account_id, &l.plan);
     with(|m| {
         if let Some(w) = m.wallets.get_mut(&key) {
@@ -327,7 +327,7 @@ async fn send_renewal(
         }
         Err(e) => {
             logging::emit(logging::error("wallet.lease_renewal_failed").field("detail", e));
-            Err(ApiError::unavailable("wallet_unavailable", "Billing is unavailable; nothing was charged. Retry shortly."))
+            Err(billing::unavailable())
         }
     }
 }

@@ -76,6 +76,16 @@ pub fn estimate(model: &Model, body: &Value, body_bytes: u64, markup_bps: u32) -
     Estimate { input_tokens: input, max_output_tokens: out, cost_micros: cost_micros(&model.price, input, 0, out, markup_bps) }
 }
 
+/// The wallet could not be reached: nothing was reserved or charged.
+pub fn unavailable() -> ApiError {
+    ApiError::unavailable("wallet_unavailable", "Billing is unavailable; nothing was charged. Retry shortly.")
+}
+
+/// `PLAN_INCLUDED_TOKENS` when configured (local stacks and tests).
+pub fn included_tokens(env: &Env) -> Option<u64> {
+    crate::config::Config::new(env).get("PLAN_INCLUDED_TOKENS").and_then(|v| v.parse::<u64>().ok())
+}
+
 pub async fn reserve(
     env: &Env,
     request_id: &str,
@@ -84,11 +94,11 @@ pub async fn reserve(
     estimate: &Estimate,
     ttl_ms: i64,
 ) -> Result<Reservation, ApiError> {
-    let included_tokens = crate::config::Config::new(env).get("PLAN_INCLUDED_TOKENS").and_then(|v| v.parse::<u64>().ok());
+    let included_tokens = included_tokens(env);
     let call = json!({"request_id": request_id, "plan": plan, "estimate": estimate, "now_ms": logging::now_ms(), "ttl_ms": ttl_ms, "included_tokens": included_tokens});
     let (status, answer) = durable::call::<Value>(env, "WALLET", account_id, Method::Post, "/reserve", Some(&call)).await.map_err(|e| {
         logging::emit(logging::error("wallet.unreachable").field("detail", e.to_string()));
-        ApiError::unavailable("wallet_unavailable", "Billing is unavailable; nothing was charged. Retry shortly.")
+        unavailable()
     })?;
     match status {
         200 => Ok(Reservation {

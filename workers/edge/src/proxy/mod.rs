@@ -182,16 +182,7 @@ pub async fn handle(ctx: &Ctx, who: &Principal, mut req: Request, surface: Surfa
     let reserved = if stream {
         billing::reserve(&ctx.env, &ctx.request_id, &who.account_id, &plan, &estimate, ttl).await
     } else {
-        let included = ctx.config().get("PLAN_INCLUDED_TOKENS").and_then(|v| v.parse::<u64>().ok());
-        crate::meter::reserve(&ctx.env, &who.account_id, &plan, included, &estimate, &ctx.request_id, ttl).await.map(|l| {
-            billing::Reservation {
-                request_id: l.request_id,
-                account_id: l.account_id,
-                plan: l.plan,
-                included_tokens: included,
-                available_after_micros: 0,
-            }
-        })
+        crate::meter::reserve(&ctx.env, &who.account_id, &plan, &estimate, &ctx.request_id, ttl).await
     };
     let reservation = match reserved {
         Ok(r) => r,
@@ -252,7 +243,7 @@ async fn forward(ctx: &Ctx, who: &Principal, asked: &Asked<'_>, mut meta: Meta) 
         }
         Err(e) => {
             if meta.leased {
-                crate::meter::release(&meta.leased_hold());
+                crate::meter::release(&meta.reservation);
             } else {
                 billing::release(&ctx.env, &meta.reservation).await;
             }
@@ -396,11 +387,6 @@ pub struct Meta {
 }
 
 impl Meta {
-    pub fn leased_hold(&self) -> crate::meter::Leased {
-        let r = &self.reservation;
-        crate::meter::Leased { account_id: r.account_id.clone(), plan: r.plan.clone(), request_id: r.request_id.clone() }
-    }
-
     /// Gives back what the tokens-per-minute bucket lent beyond `used`.
     pub async fn refund_tokens(&self, env: &worker::Env, used: u64) {
         if let Some(key_id) = &self.api_key_id {
@@ -504,7 +490,7 @@ async fn respond_whole(ctx: &Ctx, mut resp: Response, surface: Surface, meta: Me
     let t_settle = now_ms();
     meta.refund_tokens(&ctx.env, usage.input_tokens + usage.output_tokens).await;
     let actual = dex_shared::wallet::Actual { input_tokens: usage.input_tokens, output_tokens: usage.output_tokens, cost_micros: cost };
-    let settled = crate::meter::settle(&ctx.env, &ctx.worker_ctx, &meta.leased_hold(), &actual);
+    let settled = crate::meter::settle(&ctx.env, &ctx.worker_ctx, &meta.reservation, &actual);
     let mut meta = meta;
     meta.timing.push(("wallet-settle", now_ms() - t_settle));
     let (charged, balance) = match settled {
